@@ -1,0 +1,267 @@
+"""Typed configuration: dataclasses with defaults, presets as YAML files, dotted overrides.
+
+A preset is data (``src/robustad/configs/<name>.yaml``), never a code path. Any field can be
+overridden with ``section.field=value`` (values are parsed as YAML, so ``8/255`` stays a string
+and is turned into a number by :func:`parse_eps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from robustad.errors import ConfigError
+
+
+def parse_eps(value: Any, name: str = "eps") -> float:
+    """Turn ``8/255``, ``"0.03"`` or ``0.03`` into a float in [0, 1]."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number like 8/255 or 0.031, got {value!r}")
+    try:
+        number = float(Fraction(str(value).strip())) if isinstance(value, str) else float(value)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{name} must be a number like 8/255 or 0.031, got {value!r}") from None
+    if not 0.0 <= number <= 1.0 or number != number:
+        raise ConfigError(
+            f"{name}={value!r} is outside [0, 1]; images live in [0, 1], so an L-inf budget above 1 "
+            "means nothing. Typical values: 8/255 for 32 px images, 2/255 for 224 px images."
+        )
+    return number
+
+
+@dataclass
+class ModelConfig:
+    width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
+    stem: str = "cifar"  # "cifar" for small images, "imagenet" for 224 px
+    projection_dim: int = 128
+
+
+@dataclass
+class TransformConfig:
+    # Hard transformations that make pseudo-anomalies; shift 0 is always the identity.
+    pseudo_anomalies: list[str] = field(default_factory=lambda: ["rotation"])
+    crop_scale: tuple[float, float] = (0.54, 1.0)
+    jitter_strength: float = 0.4
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    flip: bool = False
+
+
+@dataclass
+class LossConfig:
+    contrastive: str = "cobra"  # cobra | cl | opposite | supcon | none
+    classification: bool = True  # add L_CLS (cross-entropy of the shift head H)
+    temperature: float = 0.5
+    opposite_weight: float = 1.0
+
+
+@dataclass
+class AdversarialConfig:
+    enabled: bool = True
+    mode: str = "paper"  # "paper": one adversary on the full loss; "reference": three adversaries
+    eps: Any = "4/255"
+    steps: int = 10
+    step_size: Any = None  # None -> 2.5 * eps / steps
+    random_start: bool = True
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    steps_per_epoch: int | None = None  # None -> one pass over the normal images
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    warmup_epochs: int = 1
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = 1  # epochs between atomic checkpoints
+
+
+@dataclass
+class ScoreConfig:
+    views: int = 0  # seeded light views averaged per image; 0 = the image itself
+    seed: int = 1234  # fixes the views and random shifts, so score(x) is deterministic
+    bank_size: int | None = None  # training images kept in the feature bank; None = all
+    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
+    target_fpr: float = 0.05
+    batch_size: int = 256
+
+
+@dataclass
+class CobraConfig:
+    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
+    model: ModelConfig = field(default_factory=ModelConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def validate(self) -> "CobraConfig":
+        self.adversarial.eps = parse_eps(self.adversarial.eps, "adversarial.eps")
+        if self.adversarial.step_size is not None:
+            self.adversarial.step_size = parse_eps(self.adversarial.step_size, "adversarial.step_size")
+        if self.adversarial.mode not in ("paper", "reference"):
+            raise ConfigError(f"adversarial.mode must be 'paper' or 'reference', got {self.adversarial.mode!r}")
+        if self.adversarial.steps < 1:
+            raise ConfigError(f"adversarial.steps must be >= 1, got {self.adversarial.steps}")
+        if self.model.stem not in ("cifar", "imagenet"):
+            raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
+        if self.model.width < 1:
+            raise ConfigError(f"model.width must be >= 1, got {self.model.width}")
+        if self.train.batch_size < 2:
+            raise ConfigError(f"train.batch_size must be >= 2, got {self.train.batch_size}")
+        if self.train.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.train.epochs}")
+        if self.train.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {self.train.optimizer!r}")
+        if not 0.0 < self.score.target_fpr < 1.0:
+            raise ConfigError(f"score.target_fpr must be in (0, 1), got {self.score.target_fpr}")
+        if not 0.0 <= self.score.holdout_fraction < 1.0:
+            raise ConfigError(f"score.holdout_fraction must be in [0, 1), got {self.score.holdout_fraction}")
+        if self.score.views < 0:
+            raise ConfigError(f"score.views must be >= 0, got {self.score.views}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
+        return self
+
+    # --- (de)serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "CobraConfig":
+        return _build(cls, data, source).validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "CobraConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_preset(cls, name: str) -> "CobraConfig":
+        if name.endswith((".yaml", ".yml")) or "/" in name:
+            return cls.from_yaml(name)
+        if name not in list_presets():
+            raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
+        text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
+        return cls.from_dict(yaml.safe_load(text) or {}, source=f"preset {name}")
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str] | None) -> "CobraConfig":
+        """Return a copy with ``{"train.epochs": 3}`` or ``["train.epochs=3"]`` applied."""
+        data = self.to_dict()
+        for key, value in _parse_overrides(overrides).items():
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys())}")
+                node = node[part]
+            if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys())}")
+            node[parts[-1]] = value
+        return CobraConfig.from_dict(data, source="overrides")
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("robustad.configs")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def config_keys(cls: type = CobraConfig, prefix: str = "") -> list[str]:
+    keys = []
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            keys += config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value, e.g. train.epochs=5")
+        key, raw = item.split("=", 1)
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
+def _build(cls: type, data: Any, source: str, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: section {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(prefix + k for k in sorted(unknown))}; "
+            f"known keys here: {', '.join(sorted(prefix + k for k in known))}"
+        )
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], value, source, f"{prefix}{f.name}.")
+        else:
+            kwargs[f.name] = _coerce(value, hints[f.name], f"{prefix}{f.name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    text = str(hint)
+    if value is None:
+        if "None" in text or hint is Any:
+            return None
+        raise ConfigError(f"{source}: {key} may not be empty")
+    try:
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if hint is int or text == "int | None":
+            if isinstance(value, bool) or float(value) != int(value):
+                raise TypeError
+            return int(value)
+        if hint is float:
+            return float(Fraction(value)) if isinstance(value, str) else float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if text.startswith("tuple"):
+            return tuple(float(v) for v in value)
+        if text.startswith("list"):
+            if isinstance(value, str):
+                value = [value]
+            return [str(v) for v in value]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {key}={value!r} has the wrong type (expected {text})") from None
+    return value

@@ -1,0 +1,236 @@
+"""One-class anomaly detection splits built from labelled classification data.
+
+The usual protocol: some classes are "normal"; the detector trains on normal
+training images only and is tested on the whole test set, where every image of
+another class is an anomaly (label 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustad.data.arrays import to_image_tensor
+from robustad.data.mnist import load_fashion_mnist, load_mnist
+from robustad.errors import DataError
+
+__all__ = ["AnomalySplit", "available_datasets", "load_split", "one_class_split"]
+
+DIGITS_TEST_FRACTION = 0.3
+DIGITS_SPLIT_SEED = 0  # fixed, so the digits train/test partition never changes
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+@dataclass
+class AnomalySplit:
+    """Training images (normal only) and a labelled test set (1 = anomaly, 0 = normal)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    name: str
+    normal_classes: tuple[int, ...]
+
+    def describe(self) -> str:
+        """One line summarising sizes, image shape and the normal/anomaly balance."""
+        n_anom = int(self.test_labels.sum())
+        n_norm = len(self.test_labels) - n_anom
+        c, h, w = self.train.shape[1:]
+        return (
+            f"{self.name} normal classes {list(self.normal_classes)}: "
+            f"train {len(self.train)} normal images ({c}x{h}x{w}); "
+            f"test {len(self.test)} images ({n_norm} normal, {n_anom} anomalous)"
+        )
+
+
+def _labels(y: ArrayLike, name: str, n: int) -> np.ndarray:
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim != 1 or len(arr) != n or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(
+            f"{name} must be {n} integer class labels (one per image), got shape "
+            f"{arr.shape} dtype {arr.dtype}."
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def _length(x: ArrayLike) -> int:
+    return int(x.shape[0])
+
+
+def _take(x: ArrayLike, idx: np.ndarray) -> ArrayLike:
+    return x[torch.from_numpy(idx)] if isinstance(x, torch.Tensor) else np.asarray(x)[idx]
+
+
+def _normal_tuple(normal_classes: int | Iterable[int], valid: np.ndarray) -> tuple[int, ...]:
+    raw = [normal_classes] if isinstance(normal_classes, int | np.integer) else list(normal_classes)
+    if not raw:
+        raise DataError("normal_classes is empty; name at least one normal class.")
+    classes = tuple(sorted({int(c) for c in raw}))
+    unknown = [c for c in classes if c not in set(valid.tolist())]
+    if unknown:
+        raise DataError(
+            f"normal class(es) {unknown} do not occur in the labels; "
+            f"valid classes are {valid.tolist()}."
+        )
+    if len(classes) == len(valid):
+        raise DataError(
+            f"normal_classes {list(classes)} covers every class, so nothing is anomalous; "
+            "leave at least one class out."
+        )
+    return classes
+
+
+def _check_limit(value: int | None, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1):
+        raise DataError(f"{name} must be a positive integer or None, got {value!r}.")
+
+
+def _subsample(idx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    if k >= len(idx):
+        return idx
+    return np.sort(rng.choice(idx, size=k, replace=False))
+
+
+def _balanced_test(is_anom: np.ndarray, max_test: int, rng: np.random.Generator) -> np.ndarray:
+    normals, anomalies = np.flatnonzero(~is_anom), np.flatnonzero(is_anom)
+    n_norm = min(max_test // 2, len(normals))
+    n_anom = min(max_test - n_norm, len(anomalies))
+    picked = np.concatenate([_subsample(normals, n_norm, rng), _subsample(anomalies, n_anom, rng)])
+    return np.sort(picked)
+
+
+def one_class_split(
+    train_x: ArrayLike,
+    train_y: ArrayLike,
+    test_x: ArrayLike,
+    test_y: ArrayLike,
+    normal_classes: int | Iterable[int],
+    name: str,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    seed: int = 0,
+) -> AnomalySplit:
+    """Build a one-class split from labelled train/test images.
+
+    Training images are the normal-class images of ``train_x`` (a seeded random
+    ``max_train`` of them if given). The test set is all of ``test_x``, or, with
+    ``max_test``, a seeded subset of up to ``max_test // 2`` normal images and
+    the rest anomalies. Images may be uint8 or float in [0, 1] (see
+    :func:`~robustad.data.arrays.to_image_tensor`).
+    """
+    _check_limit(max_train, "max_train")
+    _check_limit(max_test, "max_test")
+    ytr = _labels(train_y, "train_y", _length(train_x))
+    yte = _labels(test_y, "test_y", _length(test_x))
+    normal = _normal_tuple(normal_classes, np.union1d(ytr, yte))
+    # Independent streams, so changing max_train does not change the test subset.
+    rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+
+    train_idx = np.flatnonzero(np.isin(ytr, normal))
+    if len(train_idx) == 0:
+        raise DataError(
+            f"{name}: the training set has no images of normal classes {list(normal)}; "
+            "choose classes that occur in the training labels."
+        )
+    if max_train is not None:
+        train_idx = _subsample(train_idx, int(max_train), rng_train)
+
+    is_anom = ~np.isin(yte, normal)
+    test_idx = np.arange(len(yte)) if max_test is None else _balanced_test(is_anom, int(max_test), rng_test)
+    labels = is_anom[test_idx]
+    if labels.all() or not labels.any():
+        missing = "normal" if labels.all() else "anomalous"
+        raise DataError(
+            f"{name}: the test set has no {missing} images for normal classes {list(normal)}, "
+            "so detection cannot be scored; use other classes or a larger max_test."
+        )
+    return AnomalySplit(
+        train=to_image_tensor(_take(train_x, train_idx), f"{name} train images"),
+        test=to_image_tensor(_take(test_x, test_idx), f"{name} test images"),
+        test_labels=torch.from_numpy(labels.astype(np.int64)),
+        name=name,
+        normal_classes=normal,
+    )
+
+
+# --------------------------------------------------------------------------- loaders
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _mnist(root: str | os.PathLike[str] | None) -> Arrays:
+    cache = Path(root) if root is not None else None
+    return (*load_mnist("train", cache=cache), *load_mnist("test", cache=cache))
+
+
+def _fashion(root: str | os.PathLike[str] | None) -> Arrays:
+    return (*load_fashion_mnist("train", root=root), *load_fashion_mnist("test", root=root))
+
+
+def _digits(root: str | os.PathLike[str] | None) -> Arrays:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)  # 8x8, values 0..16
+    y = digits.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
+    )
+    return x_tr, y_tr, x_te, y_te
+
+
+_LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], Arrays]] = {
+    "mnist": _mnist,
+    "fashion-mnist": _fashion,
+    "digits": _digits,
+}
+
+
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_split`."""
+    return list(_LOADERS)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0)
+
+
+def load_split(
+    name: str,
+    normal_classes: int | Iterable[int],
+    root: str | os.PathLike[str] | None = None,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
+) -> AnomalySplit:
+    """Load a named data set as a one-class :class:`AnomalySplit`.
+
+    ``name`` is one of :func:`available_datasets`. ``root`` is the MNIST cache
+    folder or the Fashion-MNIST IDX folder (ignored for ``digits``, which ships
+    with scikit-learn and is split 70/30, stratified, with a fixed seed).
+    ``image_size`` resizes all images to ``image_size x image_size``.
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise DataError(f"unknown data set {name!r}; known data sets are {available_datasets()}.")
+    _check_limit(image_size, "image_size")
+    split = one_class_split(
+        *_LOADERS[key](root), normal_classes, name=key,
+        max_train=max_train, max_test=max_test, seed=seed,
+    )
+    if image_size is not None:
+        split.train = _resize(split.train, int(image_size))
+        split.test = _resize(split.test, int(image_size))
+    return split

@@ -1,0 +1,29 @@
+"""Errors that robustad raises for problems a user can fix.
+
+Every message says what was wrong and what to do about it; the CLI prints the
+message without a traceback.
+"""
+
+
+class RobustADError(Exception):
+    """Base class: a problem with the user's input, data, config or checkpoint."""
+
+
+class DataError(RobustADError):
+    """Images or data sets that cannot be used as given."""
+
+
+class DatasetNotFoundError(DataError):
+    """A data set that is not on disk and cannot be fetched here."""
+
+
+class ConfigError(RobustADError):
+    """A config value or override that is invalid."""
+
+
+class CheckpointError(RobustADError):
+    """A checkpoint that is missing, corrupt, or from another version or config."""
+
+
+class InputError(RobustADError):
+    """Tensors passed to the API with the wrong shape, range or values."""

@@ -1,0 +1,95 @@
+"""What every detector offers: the PyOD-style API around a differentiable score.
+
+Subclasses implement ``_score_batch(x)`` (x already validated, on the model's device) and fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from robustad.errors import InputError, RobustADError
+
+
+class NotFittedError(RobustADError):
+    """The detector has not been fitted or loaded yet."""
+
+
+class BaseDetector:
+    """score(x) -> [N] anomaly scores (higher = more anomalous); predict(x) -> 0/1 at threshold_."""
+
+    threshold_: float | None = None
+    in_channels_: int | None = None
+    image_size_: tuple[int, int] | None = None
+    resize_to: int | None = None
+    score_batch_size: int = 256
+
+    # --- input checks -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if self.in_channels_ is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() or load() first")
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate a float batch [N,C,H,W] in [0,1] and bring it to the trained size and device."""
+        self._check_fitted()
+        if not torch.is_tensor(x):
+            raise InputError(f"score() takes a float tensor [N,C,H,W] in [0,1], got {type(x).__name__}")
+        if x.ndim == 3:
+            x = x.unsqueeze(1) if self.in_channels_ == 1 else x.unsqueeze(0)
+        if x.ndim != 4:
+            raise InputError(f"expected images [N,C,H,W], got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise InputError(f"expected float images in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
+        if x.shape[1] != self.in_channels_:
+            raise InputError(
+                f"this detector was trained on {self.in_channels_}-channel images but got {x.shape[1]} channels; "
+                + ("convert to grayscale first" if self.in_channels_ == 1 else "repeat the gray channel 3 times")
+            )
+        bad = (~torch.isfinite(x)).sum().item()
+        if bad:
+            raise InputError(f"{bad} pixel values are NaN or infinite; clean the images before scoring")
+        lo, hi = x.min().item(), x.max().item()
+        if lo < 0 or hi > 1:
+            raise InputError(f"pixel values must lie in [0,1], got min {lo:.3g} and max {hi:.3g}; scale them first")
+        device = self.device
+        x = x.to(device=device, dtype=torch.float32)
+        if tuple(x.shape[-2:]) != self.image_size_:
+            if self.resize_to is None:
+                raise InputError(
+                    f"this detector was trained on {self.image_size_[0]}x{self.image_size_[1]} images but got "
+                    f"{x.shape[-2]}x{x.shape[-1]}; resize them, or train with image_size set so inputs are resized"
+                )
+            x = F.interpolate(x, size=self.image_size_, mode="bilinear", align_corners=False, antialias=True)
+            x = x.clamp(0, 1)
+        return x
+
+    # --- the API ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        raise NotImplementedError
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly scores [N] (higher = more anomalous); differentiable with respect to x."""
+        x = self.prepare(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return torch.cat([self._score_batch(c) for c in x.split(self.score_batch_size)])
+        with torch.no_grad():
+            return torch.cat([self._score_batch(c) for c in x.split(self.score_batch_size)])
+
+    def decision_function(self, x) -> np.ndarray:
+        """PyOD's name for the scores, as a NumPy array."""
+        with torch.no_grad():
+            return self.score(x).cpu().numpy()
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """1 = anomalous, 0 = normal, at threshold_ (calibrated on held-out normal images)."""
+        if self.threshold_ is None or math.isnan(self.threshold_):
+            raise NotFittedError("no threshold: fit() with score.holdout_fraction > 0, or set threshold_")
+        with torch.no_grad():
+            return (self.score(x) > self.threshold_).long()

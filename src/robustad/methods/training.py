@@ -1,0 +1,205 @@
+"""The training loop shared by every method: SGD with warm-up + cosine, atomic checkpoints, resume.
+
+A checkpoint is one safetensors file (model, optimiser and RNG tensors) whose metadata holds the
+loop's JSON state, so writing it with os.replace is atomic: a run killed at any moment resumes
+from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from robustad.config import TrainConfig
+from robustad.errors import CheckpointError
+
+CHECKPOINT_NAME = "train_state.safetensors"
+
+
+class Objective(Protocol):
+    net: torch.nn.Module
+
+    def step(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]: ...
+
+
+@dataclass
+class TrainReport:
+    epochs: int
+    steps: int
+    seconds: float  # time spent in training steps (this process and resumed ones)
+    images_per_second: float  # normal images consumed per second of training
+    history: list[dict] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from robustad.errors import ConfigError
+
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(net: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def train(
+    objective: Objective,
+    images: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    checkpoint_dir: Path | None = None,
+    fingerprint: str = "",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainReport:
+    """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch)."""
+    net = objective.net.to(device)
+    optimizer = make_optimizer(net, config)
+    num_images = images.shape[0]
+    batch_size = min(config.batch_size, num_images)
+    steps_per_epoch = config.steps_per_epoch or max(1, num_images // batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    order_generator = torch.Generator().manual_seed(config.seed)
+
+    start_epoch, history, seconds = 0, [], 0.0
+    path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, fingerprint)
+        if log:
+            log(f"resuming from {path} at epoch {start_epoch}/{config.epochs}")
+
+    bar = tqdm(
+        total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step",
+        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+    )
+    net.train()
+    for epoch in range(start_epoch, config.epochs):
+        order = _epoch_order(num_images, steps_per_epoch * batch_size, order_generator)
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
+            x = images[order[i * batch_size : (i + 1) * batch_size]].to(device, non_blocking=True)
+            loss, metrics = objective.step(x, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
+                    "lower train.lr or check the input images"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.3f}")
+        seconds += time.perf_counter() - started
+        history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
+        last = epoch + 1 == config.epochs
+        if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+            _save_checkpoint(path, net, optimizer, generator, order_generator, epoch + 1, history, seconds, fingerprint)
+    bar.close()
+    net.eval()
+    trained_steps = (config.epochs - start_epoch) * steps_per_epoch
+    return TrainReport(
+        epochs=config.epochs,
+        steps=total_steps,
+        seconds=seconds,
+        images_per_second=total_steps * batch_size / seconds if seconds > 0 else float("nan"),
+        history=history,
+        resumed_from_epoch=start_epoch if trained_steps < total_steps else 0,
+    )
+
+
+def _epoch_order(num_images: int, needed: int, generator: torch.Generator) -> torch.Tensor:
+    """Shuffled indices, repeated when an epoch asks for more samples than there are images."""
+    repeats = -(-needed // num_images)
+    return torch.cat([torch.randperm(num_images, generator=generator) for _ in range(repeats)])[:needed]
+
+
+def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, fingerprint):
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
+    scalars = {}
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.order"] = order_generator.get_state()
+    state = {
+        "epoch": epoch,
+        "history": history,
+        "seconds": seconds,
+        "fingerprint": fingerprint,
+        "optimizer_scalars": scalars,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"robustad_train_state": json.dumps(state)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, net, optimizer, generator, order_generator, fingerprint):
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+        state = json.loads(metadata["robustad_train_state"])
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable robustad training checkpoint ({err}); delete it to start over"
+        ) from None
+    if state.get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"{path} was written by a run with a different config or code version; "
+            "use a new output folder, or delete the checkpoint to start over"
+        )
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    net.load_state_dict(model_state)
+    optimizer_state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            optimizer_state["state"].setdefault(int(index), {})[name] = value
+    for key, value in state["optimizer_scalars"].items():
+        index, name = key.split(".", 1)
+        optimizer_state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(optimizer_state)
+    generator.set_state(tensors["rng.generator"])
+    order_generator.set_state(tensors["rng.order"])
+    return state["epoch"], state["history"], state["seconds"]
