@@ -69,6 +69,10 @@ class ScoreAsLogits(nn.Module):
         self.module = module  # registered so that attack libraries find the device and eval mode
         self.center = center
         self.scale = scale
+        # torchattacks restores the wrapper's train/eval mode after each call, recursively; a
+        # wrapper left in its default train mode would switch the detector's BatchNorm to
+        # batch statistics after the first attack.
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logit = (self.score(x) - self.center) / self.scale

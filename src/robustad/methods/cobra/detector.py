@@ -194,6 +194,8 @@ class Cobra(BaseDetector):
         self.score_scale_ = float(scores.std()) if scores.numel() > 1 and scores.std() > 0 else 1.0
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scorer.training:  # the score is defined in eval mode (running BatchNorm statistics)
+            self.scorer.eval()
         return self.scorer(x)
 
     def to(self, device: str | torch.device) -> "Cobra":

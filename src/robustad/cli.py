@@ -1,0 +1,246 @@
+"""Command line: robustad train | evaluate | score | demo | data.
+
+Thin on purpose: it parses arguments, calls the library, and prints. Problems a user can fix
+come out as one-line errors (exit code 2), not tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from robustad import __version__
+from robustad.errors import RobustADError
+
+DATASETS = ["mnist", "fashion-mnist", "digits", "folder"]
+
+
+def _classes(text: str) -> list[int]:
+    """'3' -> [3]; '0-4' -> [0..4]; '1,3,5' -> [1,3,5]."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                out += list(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"normal classes must look like 3, 0-4 or 1,3,5; got {text!r}") from None
+    return out
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=DATASETS, default="mnist", help="data set (default: mnist)")
+    g.add_argument("--normal-class", type=_classes, default=[0], metavar="CLASSES",
+                   help="normal class(es): 3, 0-4 or 1,3,5; several classes = unlabeled multi-class setting (default: 0)")
+    g.add_argument("--root", help="where the data set lies (default: robustad's cache or the system location)")
+    g.add_argument("--max-train", type=int, help="use at most this many normal training images")
+    g.add_argument("--max-test", type=int, help="use at most this many test images (half normal, half anomalous)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed for subsets and splits (default: 0)")
+    g.add_argument("--image-size", type=int, help="resize every image to this size (square)")
+    g.add_argument("--channels", type=int, choices=[1, 3], help="convert folder images to 1 or 3 channels")
+    g.add_argument("--normal-dir", help="--data folder: folder of normal training images")
+    g.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: folder of anomalous test images (repeatable)")
+    g.add_argument("--test-normal-dir", help="--data folder: normal test images (default: hold out 20%% of --normal-dir)")
+
+
+def _add_attack_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("attack")
+    g.add_argument("--eps", default="8/255", help="L-inf budget, e.g. 8/255 or 0.03 (default: 8/255)")
+    g.add_argument("--steps", type=int, default=50, help="PGD steps (default: 50)")
+    g.add_argument("--restarts", type=int, default=1, help="random restarts; the worst case per image is kept (default: 1)")
+    g.add_argument("--target", choices=["normal", "anomaly", "both"], default="both",
+                   help="perturb normal images toward anomalous, anomalies toward normal, or both (default)")
+    g.add_argument("--attack-seed", type=int, default=0)
+
+
+def _spec(args):
+    from robustad.pipeline import DataSpec
+
+    return DataSpec(
+        name=args.data, normal_classes=args.normal_class, root=args.root, max_train=args.max_train,
+        max_test=args.max_test, seed=args.data_seed, image_size=args.image_size, channels=args.channels,
+        normal_dir=args.normal_dir, abnormal_dirs=args.abnormal_dir, test_normal_dir=args.test_normal_dir,
+    )
+
+
+def _attack(args):
+    from robustad.attacks.base import AttackConfig
+
+    return AttackConfig(name="pgd", eps=args.eps, steps=args.steps, restarts=args.restarts,
+                        target=args.target, seed=args.attack_seed).validate()
+
+
+def cmd_train(args) -> int:
+    from robustad.config import CobraConfig
+    from robustad.pipeline import load_data, say, train_or_resume
+
+    CobraConfig.from_preset(args.preset).with_overrides(args.set)  # fail on a bad config before loading data
+    attack = _attack(args) if args.evaluate else None
+    split = load_data(_spec(args))
+    say(split.describe())
+    out = Path(args.out)
+    detector = train_or_resume(args.preset, args.set, split.train, out, progress=not args.quiet)
+    info = detector.fit_info_
+    say(f"trained in {info.get('train_seconds', 0):.0f} s ({info.get('train_images_per_second', 0):.1f} normal images/s); "
+        f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
+    if args.evaluate:
+        from robustad.pipeline import evaluate_detectors
+
+        report = evaluate_detectors({"cobra": detector}, split, attack, out / "eval", title=split.describe())
+        say(f"report: {report}")
+    print(out)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from robustad.methods.cobra.detector import Cobra
+    from robustad.pipeline import evaluate_detectors, load_data, say
+
+    detectors = {}
+    for item in args.detector:
+        name, _, path = item.rpartition("=")
+        detectors[name or Path(path).name] = Cobra.load(path)
+    spec = _spec(args)
+    first = next(iter(detectors.values()))
+    if spec.image_size is None and first.resize_to is not None:
+        spec.image_size = first.resize_to
+    split = load_data(spec)
+    say(split.describe())
+    out = Path(args.out) if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval"
+    report = evaluate_detectors(detectors, split, _attack(args), out, title=split.describe(),
+                                extra={"command": " ".join(sys.argv)})
+    print(report)
+    return 0
+
+
+def cmd_score(args) -> int:
+    import torch
+
+    from robustad.data.folder import load_images
+    from robustad.methods.cobra.detector import Cobra
+
+    detector = Cobra.load(args.detector)
+    paths = []
+    for item in args.images:
+        p = Path(item)
+        paths += [p] if not p.is_dir() else [p]
+    size = detector.image_size_[0] if args.resize else None
+    images, files = [], []
+    for p in paths:
+        x, f = load_images(p, size=size, channels=args.channels)
+        images.append(x)
+        files += f
+    x = torch.cat(images)
+    scores = detector.score(x).cpu()
+    threshold = detector.threshold_
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    writer = csv.writer(out)
+    writer.writerow(["path", "score", "anomalous"])
+    for f, s in zip(files, scores.tolist()):
+        writer.writerow([str(f), f"{s:.6g}", int(s > threshold) if threshold == threshold else ""])
+    if args.out:
+        out.close()
+        print(f"{len(files)} images scored -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from robustad.pipeline import run_demo
+
+    report = run_demo(Path(args.out), progress=not args.quiet, quick=args.quick)
+    print(f"\nreport: {report}\n        {report.with_name('report.json')}\n        {report.with_name('histograms.png')}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    if args.action == "fetch":
+        if args.name == "mnist":
+            from robustad.data.mnist import fetch_mnist
+
+            print(fetch_mnist())
+            return 0
+        from robustad.data.mnist import load_fashion_mnist
+
+        load_fashion_mnist("train", root=args.root)
+        print("fashion-mnist is readable")
+        return 0
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robustad",
+        description="Adversarially robust image anomaly detection (COBRA). Scores: higher = more anomalous.",
+    )
+    parser.add_argument("--version", action="version", version=f"robustad {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a detector on normal images and save it",
+                       description="Train COBRA on the normal images of a data set or folder; save it to --out. "
+                                   "Re-running the same command resumes an interrupted run.")
+    _add_data_args(p)
+    p.add_argument("--preset", default="cpu-small", help="config preset name or YAML file (default: cpu-small)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.epochs=10 --set adversarial.eps=4/255")
+    p.add_argument("--out", required=True, help="folder for the detector and its training checkpoint")
+    p.add_argument("--evaluate", action="store_true", help="also evaluate clean and attacked AUROC on the test split")
+    _add_attack_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="clean and attacked AUROC of saved detectors",
+                       description="Evaluate one or more saved detectors on a labelled test split: clean AUROC and "
+                                   "AUROC under PGD on the anomaly score. Writes report.json, report.md, histograms.png.")
+    p.add_argument("--detector", action="append", required=True, metavar="[NAME=]DIR",
+                   help="saved detector folder (repeatable, e.g. --detector cobra=runs/a --detector base=runs/b)")
+    _add_data_args(p)
+    _add_attack_args(p)
+    p.add_argument("--out", help="report folder (default: DIR/eval of the first detector)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score image files or folders -> CSV (path, score, anomalous)",
+                       description="Score images with a saved detector. Prints CSV with the anomaly score "
+                                   "(higher = more anomalous) and the decision at the detector's threshold.")
+    p.add_argument("--detector", required=True, help="saved detector folder")
+    p.add_argument("images", nargs="+", help="image files and/or folders")
+    p.add_argument("--out", help="CSV file (default: standard output)")
+    p.add_argument("--resize", action="store_true", help="resize images to the detector's training size")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="MNIST demo: COBRA vs a non-robust twin, clean and under PGD-50",
+                       description="Fetch MNIST, train COBRA and the same network without adversarial training "
+                                   "on one digit, attack both with PGD-50 at eps 8/255, and write a report.")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo); re-running resumes")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run with tiny settings (for tests)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="get data sets: robustad data fetch mnist|fashion-mnist")
+    p.add_argument("action", choices=["fetch"])
+    p.add_argument("name", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--root", help="fashion-mnist: folder with the IDX files")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RobustADError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The Cobra detector API on real data (scikit-learn digits): fit, score, predict, save, load, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robustad import Cobra
+from robustad.errors import CheckpointError, DataError, InputError
+from robustad.evaluation.metrics import auroc
+from robustad.methods.base import NotFittedError
+from tests.conftest import TINY
+
+
+def test_scores_have_one_value_per_image_and_rank_digits(fitted_cobra, digits_split):
+    scores = fitted_cobra.score(digits_split.test)
+    assert scores.shape == (digits_split.test.shape[0],)
+    assert torch.isfinite(scores).all()
+    # tiny training budget, but the score must carry signal on real digits
+    assert auroc(scores, digits_split.test_labels) > 0.6
+
+
+def test_score_is_deterministic_and_independent_of_batch_position(fitted_cobra, digits_split):
+    x = digits_split.test[:10]
+    a = fitted_cobra.score(x)
+    assert torch.equal(a, fitted_cobra.score(x))
+    b = fitted_cobra.score(x.flip(0)).flip(0)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(fitted_cobra.score(x[3:4]), a[3:4], atol=1e-5)
+
+
+def test_random_views_and_shifts_in_the_score_are_position_independent(digits_split):
+    det = Cobra.from_preset(
+        "cpu-small", overrides={**TINY, "score.views": 2, "transforms.pseudo_anomalies": ["cutpaste", "cutout"]}
+    ).fit(digits_split.train, progress=False)
+    x = digits_split.test[:6]
+    assert torch.allclose(det.score(x).flip(0), det.score(x.flip(0)), atol=1e-5)
+
+
+def test_score_is_differentiable(fitted_cobra, digits_split):
+    x = digits_split.test[:8].clone().requires_grad_(True)
+    fitted_cobra.score(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_threshold_is_calibrated_on_held_out_normals(fitted_cobra, digits_split):
+    assert fitted_cobra.fit_info_["num_holdout"] > 0
+    assert np.isfinite(fitted_cobra.threshold_)
+    pred = fitted_cobra.predict(digits_split.test)
+    assert set(pred.unique().tolist()) <= {0, 1}
+    assert torch.equal(pred, (fitted_cobra.score(digits_split.test) > fitted_cobra.threshold_).long())
+    assert np.allclose(fitted_cobra.decision_function(digits_split.test[:4]), fitted_cobra.score(digits_split.test[:4]).numpy())
+
+
+def test_accepts_numpy_arrays_of_shape_nhw(digits_split):
+    raw = (digits_split.train[:40, 0].numpy() * 255).astype(np.uint8)
+    det = Cobra.from_preset("cpu-small", overrides={**TINY, "train.epochs": 1}).fit(raw, progress=False)
+    assert det.in_channels_ == 1 and det.image_size_ == (8, 8)
+
+
+def test_save_and_load_give_identical_scores(fitted_cobra, digits_split, tmp_path):
+    fitted_cobra.save(tmp_path / "det")
+    loaded = Cobra.load(tmp_path / "det")
+    x = digits_split.test[:12]
+    assert torch.allclose(loaded.score(x), fitted_cobra.score(x), atol=1e-6)
+    assert loaded.threshold_ == pytest.approx(fitted_cobra.threshold_)
+    meta = json.loads((tmp_path / "det" / "detector.json").read_text())
+    assert meta["config"]["model"]["width"] == 4 and "torch" in meta["library_versions"]
+
+
+def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
+    with pytest.raises(CheckpointError, match="not a robustad detector"):
+        Cobra.load(tmp_path)
+    fitted_cobra.save(tmp_path / "det")
+    meta_path = tmp_path / "det" / "detector.json"
+    meta = json.loads(meta_path.read_text())
+
+    meta_path.write_text(json.dumps({**meta, "format": 999}))
+    with pytest.raises(CheckpointError, match="format 999"):
+        Cobra.load(tmp_path / "det")
+
+    wider = json.loads(json.dumps(meta))
+    wider["config"]["model"]["width"] = 8
+    meta_path.write_text(json.dumps(wider))
+    with pytest.raises(CheckpointError, match="does not match the config"):
+        Cobra.load(tmp_path / "det")
+
+    meta_path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        Cobra.load(tmp_path / "det")
+
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "det" / "detector.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        Cobra.load(tmp_path / "det")
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda x: x.repeat(1, 3, 1, 1), "1-channel"),
+        (lambda x: torch.nn.functional.pad(x, (1, 1, 1, 1)), "8x8"),
+        (lambda x: x.masked_fill(torch.zeros_like(x, dtype=torch.bool).index_fill_(0, torch.tensor([0]), True), float("nan")), "NaN"),
+        (lambda x: x * 255, r"\[0,1\]"),
+        (lambda x: (x * 255).to(torch.uint8), "float"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(fitted_cobra, digits_split, make, match):
+    with pytest.raises(InputError, match=match):
+        fitted_cobra.score(make(digits_split.test[:4]))
+
+
+def test_unfitted_and_empty_inputs(digits_split):
+    det = Cobra.from_preset("cpu-small", overrides=TINY)
+    with pytest.raises(NotFittedError):
+        det.score(digits_split.test[:2])
+    with pytest.raises(InputError):
+        det.fit(torch.zeros(0, 1, 8, 8), progress=False)
+    with pytest.raises(DataError, match="at least 2"):
+        det.fit(digits_split.train[:1], progress=False)
+
+
+def test_image_size_resizes_inputs(digits_split):
+    det = Cobra.from_preset("cpu-small", overrides={**TINY, "train.epochs": 1, "image_size": 12}).fit(
+        digits_split.train[:40], progress=False
+    )
+    assert det.image_size_ == (12, 12)
+    assert det.score(digits_split.test[:3]).shape == (3,)  # 8x8 inputs are resized

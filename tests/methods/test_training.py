@@ -1,0 +1,71 @@
+"""Training loop: learning-rate schedule, atomic checkpoints, and resuming an interrupted run."""
+
+import pytest
+import torch
+
+from robustad.config import CobraConfig
+from robustad.errors import CheckpointError
+from robustad.methods.cobra.objective import CobraObjective
+from robustad.methods.training import CHECKPOINT_NAME, learning_rate, train
+from robustad.models.heads import ShiftContrastiveNet
+from robustad.transforms import LightViews, PseudoAnomalySet
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    lrs = [learning_rate(s, 100, 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] < 0.001
+
+
+def _setup(seed=0):
+    config = CobraConfig().with_overrides(
+        {"train.epochs": 3, "train.batch_size": 8, "train.steps_per_epoch": 2, "adversarial.steps": 1}
+    )
+    torch.manual_seed(seed)
+    pseudo = PseudoAnomalySet(["rotation"])
+    net = ShiftContrastiveNet(1, 4, width=4, projection_dim=8)
+    return config, CobraObjective(net, pseudo, LightViews(), config.loss, config.adversarial)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", "fp", progress=False)
+    reference = {k: v.clone() for k, v in objective.net.state_dict().items()}
+
+    config, objective = _setup()
+    real_step, calls = objective.step, {"n": 0}
+
+    def crash_in_epoch_three(x, g):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the first step of the third epoch
+            raise KeyboardInterrupt
+        return real_step(x, g)
+
+    objective.step = crash_in_epoch_three
+    with pytest.raises(KeyboardInterrupt):
+        train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "fp", progress=False)
+    assert (tmp_path / "cut" / CHECKPOINT_NAME).is_file()
+
+    config, objective = _setup(seed=99)  # different init: everything must come from the checkpoint
+    report = train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "fp", progress=False)
+    assert report.resumed_from_epoch == 2
+    assert [h["epoch"] for h in report.history] == [1, 2, 3]
+    for key, value in objective.net.state_dict().items():
+        assert torch.allclose(value, reference[key], atol=1e-6), key
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    train(objective, images, config.train, torch.device("cpu"), tmp_path, "fingerprint-a", progress=False)
+    with pytest.raises(CheckpointError, match="different config"):
+        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fingerprint-b", progress=False)
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a safetensors file")
+    config, objective = _setup()
+    with pytest.raises(CheckpointError, match="not a readable"):
+        train(objective, torch.rand(16, 1, 8, 8), config.train, torch.device("cpu"), tmp_path, "fp", progress=False)

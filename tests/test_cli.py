@@ -1,0 +1,123 @@
+"""The commands a user types, run in-process through robustad.cli.main."""
+
+import csv
+import json
+
+import pytest
+
+from robustad.cli import main
+from robustad.data.datasets import load_split
+from robustad.data.folder import save_image
+
+TINY_SET = ["--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
+            "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=16", "--set", "adversarial.steps=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "det"
+    code = main(["train", "--data", "digits", "--normal-class", "0", "--out", str(out), "--quiet", *TINY_SET])
+    assert code == 0
+    return out
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("train", "evaluate", "score", "demo", "data"):
+        assert command in text
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "score", "demo"])
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "usage" in capsys.readouterr().out
+
+
+def test_train_writes_a_loadable_detector(trained):
+    assert (trained / "detector.json").is_file() and (trained / "detector.safetensors").is_file()
+    meta = json.loads((trained / "detector.json").read_text())
+    assert meta["config"]["train"]["epochs"] == 1
+
+
+def test_train_again_loads_the_finished_run(trained, capsys):
+    assert main(["train", "--data", "digits", "--normal-class", "0", "--out", str(trained), "--quiet", *TINY_SET]) == 0
+    assert "loading it instead" in capsys.readouterr().err
+
+
+def test_evaluate_writes_reports(trained, tmp_path):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--detector", f"tiny={trained}", "--data", "digits", "--normal-class", "0",
+                 "--max-test", "40", "--steps", "2", "--eps", "8/255", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    method = report["methods"]["tiny"]
+    assert {"auroc_clean", "auroc_attack", "attack"} <= set(method)
+    assert method["attack"]["steps"] == 2 and method["attack"]["target"] == "both"
+    assert (out / "report.md").read_text().startswith("# robustad report")
+    assert (out / "histograms.png").stat().st_size > 1000
+
+
+def test_score_folder_to_csv(trained, tmp_path):
+    split = load_split("digits", [0], max_test=6)
+    for i, image in enumerate(split.test):
+        save_image(image, tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--detector", str(trained), str(tmp_path / "imgs"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and set(rows[0]) == {"path", "score", "anomalous"}
+    assert all(r["anomalous"] in ("0", "1") for r in rows)
+    float(rows[0]["score"])
+
+
+def test_score_reports_wrong_channels_and_size(trained, tmp_path, capsys):
+    import torch
+
+    save_image(torch.rand(3, 8, 8), tmp_path / "rgb.png")
+    assert main(["score", "--detector", str(trained), str(tmp_path / "rgb.png")]) == 2
+    assert "1-channel" in capsys.readouterr().err
+    save_image(torch.rand(1, 10, 10), tmp_path / "big" / "a.png")
+    assert main(["score", "--detector", str(trained), str(tmp_path / "big")]) == 2
+    assert "resize" in capsys.readouterr().err
+    assert main(["score", "--detector", str(trained), "--resize", str(tmp_path / "big")]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["evaluate", "--detector", "/nonexistent", "--data", "digits"], "not a robustad detector"),
+        (["train", "--data", "digits", "--normal-class", "12", "--out", "x"], "12"),
+        (["train", "--data", "digits", "--out", "x", "--set", "adversarial.eps=3"], "outside"),
+        (["train", "--data", "folder", "--normal-dir", "/nonexistent", "--out", "x"], "nonexistent"),
+        (["score", "--detector", "/nonexistent", "a.png"], "not a robustad detector"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and match in err and "Traceback" not in err
+
+
+def test_empty_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", "folder", "--normal-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.lower()
+    assert "empty" in err or "no image" in err
+
+
+def test_folder_training_end_to_end(tmp_path):
+    split = load_split("digits", [0], max_test=20)
+    for i, image in enumerate(split.train[:40]):
+        save_image(image, tmp_path / "good" / f"{i}.png")
+    for i, image in enumerate(split.test[split.test_labels == 1][:10]):
+        save_image(image, tmp_path / "bad" / f"{i}.png")
+    out = tmp_path / "det"
+    argv = ["train", "--data", "folder", "--normal-dir", str(tmp_path / "good"), "--abnormal-dir",
+            str(tmp_path / "bad"), "--out", str(out), "--quiet", "--evaluate", "--steps", "1", *TINY_SET]
+    assert main(argv) == 0
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert report["methods"]["cobra"]["num_test_anomalies"] == 10

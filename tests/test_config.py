@@ -1,0 +1,65 @@
+import pytest
+
+from robustad.config import CobraConfig, config_keys, list_presets, parse_eps
+from robustad.errors import ConfigError
+
+
+@pytest.mark.parametrize("value,expected", [("8/255", 8 / 255), (0.5, 0.5), ("0.25", 0.25), (0, 0.0), (1, 1.0)])
+def test_parse_eps_accepts_fractions_and_floats(value, expected):
+    assert parse_eps(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", ["-1/255", 1.5, "300/255", "abc", "nan", True])
+def test_parse_eps_rejects_values_outside_unit_interval(value):
+    with pytest.raises(ConfigError, match="eps"):
+        parse_eps(value)
+
+
+def test_every_preset_loads_and_validates():
+    assert {"cpu-small", "paper-lowres", "paper-highres"} <= set(list_presets())
+    for name in list_presets():
+        config = CobraConfig.from_preset(name)
+        assert 0 < config.adversarial.eps <= 1
+
+
+def test_paper_presets_follow_the_method():
+    low, high = CobraConfig.from_preset("paper-lowres"), CobraConfig.from_preset("paper-highres")
+    assert low.transforms.pseudo_anomalies == ["rotation"] and low.image_size == 32
+    assert low.adversarial.eps == pytest.approx(4 / 255) and low.model.width == 64
+    assert high.transforms.pseudo_anomalies == ["cutpaste"] and high.image_size == 224
+    assert high.model.stem == "imagenet" and high.adversarial.eps == pytest.approx(2 / 255)
+
+
+def test_overrides_from_dict_and_strings():
+    config = CobraConfig().with_overrides(["train.epochs=3", "adversarial.eps=2/255", "loss.contrastive=cl"])
+    assert config.train.epochs == 3
+    assert config.adversarial.eps == pytest.approx(2 / 255)
+    assert config.loss.contrastive == "cl"
+    assert CobraConfig().with_overrides({"model.width": 8}).model.width == 8
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ({"train.epoch": 3}, "unknown config key"),
+        ({"nothing": 1}, "unknown config key"),
+        ({"train.epochs": "many"}, "wrong type"),
+        ({"adversarial.eps": 2.0}, "outside"),
+        ({"adversarial.mode": "mine"}, "paper"),
+        ({"score.target_fpr": 0}, "target_fpr"),
+    ],
+)
+def test_bad_overrides_are_rejected_with_the_key_named(override, match):
+    with pytest.raises(ConfigError, match=match):
+        CobraConfig().with_overrides(override)
+
+
+def test_unknown_preset_lists_available_ones():
+    with pytest.raises(ConfigError, match="cpu-small"):
+        CobraConfig.from_preset("no-such-preset")
+
+
+def test_config_round_trips_through_dict():
+    config = CobraConfig.from_preset("cpu-small")
+    assert CobraConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    assert "adversarial.eps" in config_keys()
