@@ -109,11 +109,34 @@ def cmd_evaluate(args) -> int:
     first = next(iter(detectors.values()))
     if spec.image_size is None and first.resize_to is not None:
         spec.image_size = first.resize_to
+    if args.suite or args.sanity:  # settings and surrogates fail fast, before the data is loaded
+        from robustad.evaluation.sanity import SanityConfig
+        from robustad.evaluation.suite import evaluate_suite, suite_preset
+
+        suite = suite_preset(args.suite) if args.suite else None
+        sanity = SanityConfig(eps=args.eps, target=args.target, seed=args.attack_seed).validate()
+        surrogates = {}
+        for item in args.surrogate:
+            name, _, path = item.rpartition("=")
+            surrogates[name or Path(path).name] = Cobra.load(path)
+        if spec.max_test is None:  # the full test split would take hours under the suite
+            spec.max_test = suite.num_test if suite else 200
     split = load_data(spec)
     say(split.describe())
     out = Path(args.out) if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval"
-    report = evaluate_detectors(detectors, split, _attack(args), out, title=split.describe(),
-                                extra={"command": " ".join(sys.argv)})
+    if not (args.suite or args.sanity):
+        report = evaluate_detectors(detectors, split, _attack(args), out, title=split.describe(),
+                                    extra={"command": " ".join(sys.argv)})
+        print(report)
+        return 0
+    # --suite / --sanity: the attack suite and the gradient-masking checks
+    report, checks = evaluate_suite(detectors, split.test, split.test_labels, out, suite=suite, sanity=args.sanity,
+                                    sanity_config=sanity, surrogate=surrogates or None, title=split.describe(),
+                                    extra={"command": " ".join(sys.argv),
+                                           "data": {"description": split.describe(), "name": split.name}},
+                                    log=say)
+    for name, check in checks.items():
+        print(f"{name}: " + "\n".join(check.lines()))
     print(report)
     return 0
 
@@ -201,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     _add_attack_args(p)
     p.add_argument("--out", help="report folder (default: DIR/eval of the first detector)")
+    g = p.add_argument_group("attack suite and sanity checks")
+    g.add_argument("--suite", choices=["cpu", "full", "quick"],
+                   help="run the attack suite instead of one PGD attack: PGD with restarts, APGD, Square, "
+                        "attacks adapted to the score, transfer; worst case per image; plots. cpu: ~15-20 min "
+                        "on 2 CPU cores for 200 test images of 28x28 (the default --max-test with a suite)")
+    g.add_argument("--sanity", action="store_true",
+                   help="run the gradient-masking sanity checks and print pass/fail with the figures "
+                        "(uses --eps and --target)")
+    g.add_argument("--surrogate", action="append", default=[], metavar="[NAME=]DIR",
+                   help="saved detector to craft transfer attacks on (repeatable); the suite's detectors "
+                        "also serve as each other's surrogates")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="score image files or folders -> CSV (path, score, anomalous)",

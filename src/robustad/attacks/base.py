@@ -17,6 +17,8 @@ from robustad.errors import ConfigError
 
 ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
 TARGETS = ("normal", "anomaly", "both")
+# Step-size schedules of the PGD loop in robustad.attacks.pgd ("constant" is torchattacks' PGD).
+SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclass
@@ -29,6 +31,7 @@ class AttackConfig:
     target: str = "both"
     random_start: bool = True
     seed: int = 0
+    schedule: str = "constant"  # constant | cosine | step (see robustad.attacks.pgd.step_sizes)
 
     def validate(self) -> "AttackConfig":
         self.eps = parse_eps(self.eps, "attack eps")
@@ -40,6 +43,8 @@ class AttackConfig:
             raise ConfigError(f"attack steps must be >= 1, got {self.steps}")
         if self.restarts < 1:
             raise ConfigError(f"attack restarts must be >= 1, got {self.restarts}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"step-size schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +58,55 @@ def attacked_mask(labels: torch.Tensor, target: str) -> torch.Tensor:
     if target == "anomaly":
         return labels == 1
     return torch.ones_like(labels, dtype=torch.bool)
+
+
+def attack_gain(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How much an image's score helps the attacker: the score of a normal image, minus that of an anomaly.
+
+    Comparing gains per image is how "worst case over restarts/attacks" is decided everywhere.
+    """
+    labels = labels.to(scores.device)
+    return torch.where(labels == 0, scores, -scores)
+
+
+def keep_worst(best_x: torch.Tensor, best_gain: torch.Tensor, x: torch.Tensor, gain: torch.Tensor) -> None:
+    """In place: where `gain` beats `best_gain`, take the candidate image and its gain."""
+    better = gain > best_gain
+    best_x[better] = x[better].to(best_x.dtype)
+    best_gain[better] = gain[better]
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Back into the L-inf ball of radius eps around x and into [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+
+
+def detector_device(detector) -> torch.device:
+    try:
+        return torch.device(detector.device)
+    except (AttributeError, NotImplementedError, StopIteration):
+        return torch.device("cpu")
+
+
+class _DeviceAnchor(nn.Module):
+    """An empty module with one zero-size parameter, so attack libraries can read the device."""
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
+
+
+def as_logits(detector) -> "ScoreAsLogits":
+    """ScoreAsLogits for any detector with score(x); uses its scorer module when it has one."""
+    module = getattr(detector, "scorer", None)
+    if not isinstance(module, nn.Module) or next(module.parameters(), None) is None:
+        module = _DeviceAnchor(detector_device(detector))
+    return ScoreAsLogits(
+        detector.score,
+        module,
+        center=float(getattr(detector, "score_center_", 0.0)),
+        scale=float(getattr(detector, "score_scale_", 1.0)),
+    )
 
 
 class ScoreAsLogits(nn.Module):

@@ -69,3 +69,91 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     md_path = run_dir / "report.md"
     md_path.write_text(markdown_report(report))
     return json_path, md_path
+
+
+# --- attack suite and sanity checks ---------------------------------------------------------------
+def _eps_text(eps: float) -> str:
+    return "0" if eps == 0 else f"{eps * 255:.4g}/255"
+
+
+def suite_markdown(report: dict[str, Any]) -> str:
+    """Markdown for a report dict holding the attack suite's table (and optionally sanity checks)."""
+    lines = [f"# robustad report: {report.get('title', 'attack suite')}", ""]
+    data = report.get("data", {})
+    if data.get("description"):
+        lines += [f"Data: {data['description']}", ""]
+    rows = report.get("rows", [])
+    if rows:
+        suite = report.get("suite", {})
+        lines += [
+            f"Attack suite `{suite.get('name', '?')}` on {report.get('num_test')} test images "
+            f"({report.get('num_test_anomalies')} anomalies), L-inf. Every perturbation is judged on the "
+            "detector's real score; the worst case keeps, per image, the strongest of all attacks "
+            "(the highest score for a normal image, the lowest for an anomaly), as AutoAttack reports it.",
+            "",
+            "| method | target | eps | clean AUROC % | worst-case AUROC % | worst case came from (images) | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        clean = {r["method"]: r["auroc"] for r in rows if r["attack"] == "clean"}
+        for r in rows:
+            if r["attack"] != "worst-case":
+                continue
+            winners = ", ".join(f"{k} {v}" for k, v in r.get("winners", {}).items())
+            lines.append(f"| {r['method']} | {r['target']} | {_eps_text(r['eps'])} | {_fmt(clean.get(r['method']))} | "
+                         f"**{_fmt(r['auroc'])}** | {winners} | {r.get('seconds') or 0:.0f} |")
+        lines += ["", "Every attack:", "", "| method | target | eps | attack | AUROC % | seconds |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            seconds = "" if r.get("seconds") is None else f"{r['seconds']:.1f}"
+            attack = f"**{r['attack']}**" if r["attack"] == "worst-case" else r["attack"]
+            lines.append(f"| {r['method']} | {r['target']} | {_eps_text(r['eps'])} | {attack} | {_fmt(r['auroc'])} | {seconds} |")
+        skipped = [(r["method"], r["attack"], k, v) for r in rows for k, v in r.get("skipped", {}).items()]
+        notes = list(report.get("notes", [])) + [f"{m}, {a}: `{k}` skipped: {v}" for m, a, k, v in dict.fromkeys(
+            (m, a, k, v) for m, a, k, v in skipped)]
+        if notes:
+            lines += [""] + [f"- {n}" for n in notes]
+        plots = report.get("plots", {})
+        if plots.get("auroc_vs_eps"):
+            lines += ["", f"![AUROC vs eps]({plots['auroc_vs_eps']})"]
+        if plots.get("histograms"):
+            lines += ["", f"![score histograms, clean vs worst case]({plots['histograms']})"]
+        if report.get("seconds") is not None:
+            lines += ["", f"Suite time: {report['seconds']:.0f} s."]
+    if report.get("sanity"):
+        lines += ["", sanity_markdown(report["sanity"])]
+    if report.get("command"):
+        lines += ["", f"Command: `{report['command']}`"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def sanity_markdown(sanity: dict[str, Any]) -> str:
+    """sanity: {method: SanityReport.to_dict()} -> a Markdown section."""
+    lines = ["## Gradient-masking sanity checks", ""]
+    for method, rep in sanity.items():
+        verdict = "all passed" if rep["passed"] else "FAILED: " + ", ".join(c["name"] for c in rep["checks"] if not c["passed"])
+        lines += [f"**{method}**: {verdict}", "", "| check | result | figures | what it means |", "|---|---|---|---|"]
+        for c in rep["checks"]:
+            figures = "; ".join(f"{k} = {_figure(v)}" for k, v in c["figures"].items())
+            lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {figures} | {c['explanation']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_figure(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_figure(v) for v in value) + "]"
+    return str(value)
+
+
+def write_suite_report(run_dir: Path, report: dict[str, Any]) -> Path:
+    """report.json and report.md for a suite and/or sanity run; returns report.md."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "report.json", report)
+    md_path = run_dir / "report.md"
+    md_path.write_text(suite_markdown(report))
+    return md_path

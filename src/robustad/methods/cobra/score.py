@@ -44,17 +44,22 @@ class ShiftScore(nn.Module):
         self.register_buffer("shift_weight", torch.ones(num_shifts))
 
     # --- features -------------------------------------------------------------------------------
-    def shifted_features(self, x: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projection of t_shift(x) averaged over the seeded views, and H's logit for that shift."""
+    def shifted_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every shift k: projections of t_k(x) [K,N,D] and H's logit for k [K,N], view-averaged.
+
+        All K shifts go through the network as one batch.
+        """
+        num_shifts, n = self.pseudo_anomalies.num_shifts, x.shape[0]
         projections, logits = 0.0, 0.0
         for view in range(max(1, self.num_views)):
-            generator = torch.Generator(device=x.device).manual_seed(self.seed + 7919 * view + shift)
+            generator = torch.Generator(device=x.device).manual_seed(self.seed + 7919 * view)
             with shared_randomness():
                 xv = self.views(x, generator) if self.num_views > 0 else x
-                shifted = self.pseudo_anomalies.apply(xv, shift, generator)
+                shifted = torch.cat([self.pseudo_anomalies.apply(xv, k, generator) for k in range(num_shifts)])
             out = self.net(shifted)
-            projections = projections + out.projection
-            logits = logits + out.shift_logits[:, shift]
+            projections = projections + out.projection.view(num_shifts, n, -1)
+            # logit of shift k for the copy that was shifted by k
+            logits = logits + torch.diagonal(out.shift_logits.view(num_shifts, n, num_shifts), dim1=0, dim2=2).T
         count = max(1, self.num_views)
         return projections / count, logits / count
 
@@ -63,32 +68,23 @@ class ShiftScore(nn.Module):
         """Store the training bank and the per-shift weights (1 / training mean of each term)."""
         self.eval()
         device = self.bank.device
-        banks, sim_weights, shift_weights = [], [], []
-        for shift in range(self.pseudo_anomalies.num_shifts):
-            feats, logits = [], []
-            for start in range(0, images.shape[0], batch_size):
-                z, logit = self.shifted_features(images[start : start + batch_size].to(device), shift)
-                feats.append(z)
-                logits.append(logit)
-            z = torch.cat(feats)
-            logit = torch.cat(logits)
-            banks.append(torch.nn.functional.normalize(z, dim=1))
-            sim_weights.append(1.0 / z.norm(dim=1).mean().clamp_min(1e-8))
-            mean_logit = logit.mean()
-            # A shift head that was never trained (no L_CLS) has logits around zero: its term is
-            # noise, and 1/mean would blow it up, so it is left out.
-            shift_weights.append(1.0 / mean_logit if mean_logit > 1e-3 else torch.zeros((), device=device))
-        self.bank = torch.stack(banks)
-        self.similarity_weight = torch.stack(sim_weights)
-        self.shift_weight = torch.stack(shift_weights)
-        if not self.use_shift_term:
-            self.shift_weight.zero_()
+        feats, logits = [], []
+        for start in range(0, images.shape[0], batch_size):
+            z, logit = self.shifted_features(images[start : start + batch_size].to(device))
+            feats.append(z)
+            logits.append(logit)
+        z, logit = torch.cat(feats, dim=1), torch.cat(logits, dim=1)  # [K, M, D], [K, M]
+        self.bank = torch.nn.functional.normalize(z, dim=2)
+        self.similarity_weight = 1.0 / z.norm(dim=2).mean(dim=1).clamp_min(1e-8)
+        mean_logit = logit.mean(dim=1)
+        # A shift head that was never trained (no L_CLS) has logits around zero: its term is
+        # noise, and 1/mean would blow it up, so it is left out.
+        usable = (mean_logit > 1e-3) & torch.tensor(self.use_shift_term, device=device)
+        self.shift_weight = torch.where(usable, 1.0 / mean_logit.clamp_min(1e-3), torch.zeros_like(mean_logit))
 
     # --- the score --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normality = 0.0
-        for shift in range(self.pseudo_anomalies.num_shifts):
-            z, logit = self.shifted_features(x, shift)
-            similarity = (z @ self.bank[shift].T).max(dim=1).values
-            normality = normality + similarity * self.similarity_weight[shift] + logit * self.shift_weight[shift]
-        return -normality / self.pseudo_anomalies.num_shifts
+        z, logit = self.shifted_features(x)
+        similarity = torch.bmm(z, self.bank.transpose(1, 2)).amax(dim=2)  # [K, N]: best match in the bank
+        normality = similarity * self.similarity_weight[:, None] + logit * self.shift_weight[:, None]
+        return -normality.mean(dim=0)
