@@ -17,7 +17,8 @@ def test_quick_demo_writes_the_report_and_resumes(tmp_path, capsys):
     assert report["methods"]["baseline"]["config"]["adversarial"]["enabled"] is False
     assert {"torch", "robustad"} <= set(report["library_versions"]) and report["seed"] == 0
     assert report["timings"]["total"] > 0
-    assert report_md.read_text().count("| cobra |") == 1
+    assert report_md.read_text().count("| cobra |") == 2  # 8/255 and the larger budget
+    assert [a["attack"]["eps"] for a in report["methods"]["cobra"]["attacks"]] == [8 / 255, 32 / 255]
     assert (tmp_path / "histograms.png").is_file()
 
     capsys.readouterr()

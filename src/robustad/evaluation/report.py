@@ -28,32 +28,37 @@ def _json_default(obj: Any):
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
+def _attack_text(a: dict[str, Any]) -> str:
+    return (f"{a['name'].upper()}-{a['steps']}, eps {a['eps'] * 255:.0f}/255, restarts {a['restarts']}, "
+            f"target {a['target']}")
+
+
 def markdown_report(report: dict[str, Any]) -> str:
     lines = [f"# robustad report: {report.get('title', 'evaluation')}", ""]
     data = report.get("data", {})
     if data:
         lines += [f"Data: {data.get('description', '')}", ""]
-    methods = report["methods"]
-    first = next(iter(methods.values()))
-    a = first["attack"]
     lines += [
-        f"Attack: {a['name'].upper()}-{a['steps']}, eps = {a['eps']:.5f} ({a['eps'] * 255:.1f}/255), "
-        f"restarts = {a['restarts']}, target = {a['target']}, random start = {a['random_start']}.",
+        "AUROC in %; higher scores mean more anomalous. TPR and FPR are at the detector's threshold "
+        "(calibrated on held-out normal images).",
         "",
-        "| method | clean AUROC % | attacked AUROC % | TPR clean / attacked at threshold | FPR clean / attacked | train s | attack s |",
+        "| method | attack | clean AUROC | attacked AUROC | TPR clean / attacked | FPR clean / attacked | attack s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, m in methods.items():
-        rc, ra = m.get("at_threshold_clean", {}), m.get("at_threshold_attack", {})
-        lines.append(
-            f"| {name} | {_fmt(m['auroc_clean'])} | {_fmt(m['auroc_attack'])} | "
-            f"{_fmt(rc.get('tpr'))} / {_fmt(ra.get('tpr'))} | {_fmt(rc.get('fpr'))} / {_fmt(ra.get('fpr'))} | "
-            f"{m.get('train_seconds', float('nan')):.0f} | {m.get('seconds_attack', float('nan')):.0f} |"
-        )
+    for name, m in report["methods"].items():
+        for run in m.get("attacks", [m]):
+            rc, ra = run.get("at_threshold_clean", {}), run.get("at_threshold_attack", {})
+            lines.append(
+                f"| {name} | {_attack_text(run['attack'])} | {_fmt(run['auroc_clean'])} | {_fmt(run['auroc_attack'])} | "
+                f"{_fmt(rc.get('tpr'))} / {_fmt(ra.get('tpr'))} | {_fmt(rc.get('fpr'))} / {_fmt(ra.get('fpr'))} | "
+                f"{run.get('seconds_attack', float('nan')):.0f} |"
+            )
     lines.append("")
-    for name, m in methods.items():
-        if m.get("description"):
-            lines.append(f"- **{name}**: {m['description']}")
+    for name, m in report["methods"].items():
+        speed = m.get("train_images_per_second")
+        trained = f" Trained in {m['train_seconds']:.0f} s ({speed:.1f} normal images/s)." if m.get("train_seconds") else ""
+        if m.get("description") or trained:
+            lines.append(f"- **{name}**: {m.get('description', '')}.{trained}")
     if report.get("histograms"):
         lines += ["", f"![score histograms]({report['histograms']})"]
     timings = report.get("timings", {})
