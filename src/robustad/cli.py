@@ -138,7 +138,7 @@ def cmd_evaluate(args) -> int:
     for name, check in checks.items():
         print(f"{name}: " + "\n".join(check.lines()))
     print(report)
-    return 0
+    return 0 if all(check.passed for check in checks.values()) else 1
 
 
 def cmd_score(args) -> int:
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on 2 CPU cores for 200 test images of 28x28 (the default --max-test with a suite)")
     g.add_argument("--sanity", action="store_true",
                    help="run the gradient-masking sanity checks and print pass/fail with the figures "
-                        "(uses --eps and --target)")
+                        "(uses --eps and --target); exit code 1 if any check fails")
     g.add_argument("--surrogate", action="append", default=[], metavar="[NAME=]DIR",
                    help="saved detector to craft transfer attacks on (repeatable); the suite's detectors "
                         "also serve as each other's surrogates")
