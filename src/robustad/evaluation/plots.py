@@ -31,7 +31,7 @@ def plot_score_histograms(results: dict, path: str | Path, title: str | None = N
             ax.legend()
     if suptitle is None:
         a = next(iter(results.values())).attack
-        suptitle = f"{a['name'].upper()}-{a['steps']} eps={a['eps']:.4f} target={a['target']} restarts={a['restarts']}"
+        suptitle = f"{a['name'].upper()}-{a['steps']}, eps {255 * a['eps']:.0f}/255, target {a['target']}, restarts {a['restarts']}"
     fig.suptitle(suptitle)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
