@@ -148,18 +148,14 @@ def cmd_score(args) -> int:
     from robustad.methods.cobra.detector import Cobra
 
     detector = Cobra.load(args.detector)
-    paths = []
-    for item in args.images:
-        p = Path(item)
-        paths += [p] if not p.is_dir() else [p]
     size = detector.image_size_[0] if args.resize else None
     images, files = [], []
-    for p in paths:
-        x, f = load_images(p, size=size, channels=args.channels)
+    for item in args.images:  # each a file or a folder
+        x, f = load_images(item, size=size, channels=args.channels)
         images.append(x)
         files += f
-    x = torch.cat(images)
-    scores = detector.score(x).cpu()
+    # scored group by group: folders may differ in size, and score() says what to do about it
+    scores = torch.cat([detector.score(x).cpu() for x in images])
     threshold = detector.threshold_
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     writer = csv.writer(out)

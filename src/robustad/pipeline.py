@@ -5,6 +5,7 @@ The CLI only parses arguments and calls these; a notebook can call them the same
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -195,8 +196,6 @@ def run_demo(out: Path, progress: bool = True, quick: bool = False, dataset: str
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     # rewrite with the final timings included
-    import json
-
     data = json.loads((out / "report.json").read_text())
     data["timings"] = timings
     write_report(out, data)

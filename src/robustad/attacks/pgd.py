@@ -51,20 +51,22 @@ def attack_pgd(
     device = next(model.parameters()).device
     mask = attacked_mask(labels, config.target)
     result = images.clone()
-    torch.manual_seed(config.seed)  # torchattacks draws its random start from the global RNG
-    for start in range(0, images.shape[0], batch_size):
-        idx = torch.arange(start, min(start + batch_size, images.shape[0]))
-        idx = idx[mask[idx]]
-        if idx.numel() == 0:
-            continue
-        x, y = images[idx].to(device), labels[idx].to(device)
-        best_x, best_gain = x.clone(), _gain(model, x, y)
-        for _ in range(config.restarts):
-            candidate = attack(x, y)
-            gain = _gain(model, candidate, y)
-            better = gain > best_gain
-            best_x[better], best_gain[better] = candidate[better], gain[better]
-        result[idx] = best_x.to(result.device)
+    # torchattacks draws its random start from the global RNG: seed a private copy of it
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        for start in range(0, images.shape[0], batch_size):
+            idx = torch.arange(start, min(start + batch_size, images.shape[0]))
+            idx = idx[mask[idx]]
+            if idx.numel() == 0:
+                continue
+            x, y = images[idx].to(device), labels[idx].to(device)
+            best_x, best_gain = x.clone(), _gain(model, x, y)
+            for _ in range(config.restarts):
+                candidate = attack(x, y)
+                gain = _gain(model, candidate, y)
+                better = gain > best_gain
+                best_x[better], best_gain[better] = candidate[better], gain[better]
+            result[idx] = best_x.to(result.device)
     return result
 
 

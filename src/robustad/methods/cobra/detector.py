@@ -91,10 +91,12 @@ class Cobra(BaseDetector):
     # --- building blocks ------------------------------------------------------------------------
     def _build(self, in_channels: int, image_size: tuple[int, int], device: torch.device) -> None:
         m = self.config.model
-        torch.manual_seed(self.config.train.seed)  # weight init
-        self.net = ShiftContrastiveNet(
-            in_channels, self.pseudo_anomalies.num_shifts, m.width, m.stem, m.projection_dim
-        ).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
+            torch.manual_seed(self.config.train.seed)
+            self.net = ShiftContrastiveNet(
+                in_channels, self.pseudo_anomalies.num_shifts, m.width, m.stem, m.projection_dim
+            )
+        self.net.to(device)
         self.scorer = ShiftScore(
             self.net,
             self.pseudo_anomalies,
