@@ -243,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("demo", help="MNIST demo: COBRA vs a non-robust twin, clean and under PGD-50",
+    p = sub.add_parser("demo", help="MNIST demo: COBRA vs a non-robust twin, clean and under PGD",
                        description="Fetch MNIST, train COBRA and the same network without adversarial training "
-                                   "on one digit, attack both with PGD-50 at eps 8/255, and write a report.")
+                                   "on one digit, attack both with PGD-50 at eps 8/255 and PGD-20 at 32/255, and write a "
+                                   "report (report.md, report.json, histograms.png).")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo); re-running resumes")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run with tiny settings (for tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
