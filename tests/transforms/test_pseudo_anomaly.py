@@ -259,12 +259,12 @@ def test_global_rng_used_without_generator():
     assert torch.equal(a, elastic(x))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compares CPU and GPU outputs for one CPU generator)")
 def test_cpu_generator_with_cuda_input_matches_cpu():
     x = images(4, 3, 32, 32)
     for fn in RANDOM:
         cpu = fn(x, gen(0))
-        gpu = fn(x.cuda(), gen(0)).cpu()
+        gpu = fn(x.to("cuda"), gen(0)).cpu()
         assert torch.allclose(cpu, gpu, atol=1e-4)
 
 
