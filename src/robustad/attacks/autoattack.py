@@ -43,6 +43,14 @@ def _logit_gain(model: ScoreAsLogits, x: torch.Tensor, y: torch.Tensor) -> torch
     return attack_gain(model(x)[:, 1], y)
 
 
+def _seeded_restarts(x: torch.Tensor, seed: int, restarts: int, single_run):
+    """Yield single_run() `restarts` times under a private, seeded copy of the global RNG."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for _ in range(restarts):
+            yield single_run().detach()
+
+
 def _batched(model, images, labels, batch_size, run):
     """run(x, y) -> x_adv on device-sized batches; the clean image stays a candidate."""
     device = _device(model)
@@ -74,11 +82,7 @@ def attack_apgd(
                                loss="ce", verbose=False)
 
     def run(x, y):
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            for _ in range(restarts):
-                _, x_adv = attack.perturb(x, y, best_loss=True)
-                yield x_adv.detach()
+        return _seeded_restarts(x, seed, restarts, lambda: attack.perturb(x, y, best_loss=True)[1])
 
     return perturb_targets(images, labels, target, lambda x, y: _batched(model, x, y, batch_size, run))
 
@@ -102,11 +106,7 @@ def attack_square(
 
     def run(x, y):
         attack.init_hyperparam(x)
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            for _ in range(restarts):
-                _, x_adv = attack.attack_single_run(x, y)
-                yield x_adv.detach()
+        return _seeded_restarts(x, seed, restarts, lambda: attack.attack_single_run(x, y)[1])
 
     return perturb_targets(images, labels, target, lambda x, y: _batched(model, x, y, batch_size, run))
 
