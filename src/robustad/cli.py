@@ -114,6 +114,11 @@ def cmd_evaluate(args) -> int:
         from robustad.evaluation.suite import evaluate_suite, suite_preset
 
         suite = suite_preset(args.suite) if args.suite else None
+        if args.suite_eps:
+            if suite is None:
+                raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
+            suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
+            suite.validate()
         sanity = SanityConfig(eps=args.eps, target=args.target, seed=args.attack_seed).validate()
         surrogates = {}
         for item in args.surrogate:
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the attack suite instead of one PGD attack: PGD with restarts, APGD, Square, "
                         "attacks adapted to the score, transfer; worst case per image; plots. cpu: ~15-20 min "
                         "on 2 CPU cores for 200 test images of 28x28 (the default --max-test with a suite)")
+    g.add_argument("--suite-eps", metavar="EPS[,EPS...]",
+                   help="run the suite's attacks at these budgets instead of the preset's, e.g. 2/255,4/255,8/255 "
+                        "(each budget costs about as long as the preset's single one)")
     g.add_argument("--sanity", action="store_true",
                    help="run the gradient-masking sanity checks and print pass/fail with the figures "
                         "(uses --eps and --target); exit code 1 if any check fails")

@@ -36,15 +36,21 @@ class AnomalySplit:
     test: torch.Tensor
     test_labels: torch.Tensor
     name: str
-    normal_classes: tuple[int, ...]
+    normal_classes: tuple[int, ...] = ()
+    category: str | None = None  # anomaly-detection sets: the object/texture/class of this run
+    test_masks: torch.Tensor | None = None  # [N, 1, H, W] in {0, 1} where ground-truth masks exist
+    test_paths: list[str] | None = None
+    semi_synthetic: bool = False  # test anomalies are generated, not real defects
 
     def describe(self) -> str:
         """One line summarising sizes, image shape and the normal/anomaly balance."""
         n_anom = int(self.test_labels.sum())
         n_norm = len(self.test_labels) - n_anom
         c, h, w = self.train.shape[1:]
+        what = f"category {self.category}" if self.category is not None else f"normal classes {list(self.normal_classes)}"
+        tag = " (semi-synthetic)" if self.semi_synthetic else ""
         return (
-            f"{self.name} normal classes {list(self.normal_classes)}: "
+            f"{self.name}{tag} {what}: "
             f"train {len(self.train)} normal images ({c}x{h}x{w}); "
             f"test {len(self.test)} images ({n_norm} normal, {n_anom} anomalous)"
         )

@@ -7,7 +7,6 @@ unless the caller asks for a channel count or a size.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from PIL import Image
 
 from robustad.errors import DataError, InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_images", "save_image"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_images", "read_image", "read_mask", "save_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
@@ -140,22 +139,43 @@ def _check_sizes(images: list[torch.Tensor], paths: list[Path]) -> None:
         )
 
 
-def _resize_all(images: list[torch.Tensor], size: int) -> list[torch.Tensor]:
-    # Resize each group of equal-sized images as one batch.
-    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    for i, img in enumerate(images):
-        groups[tuple(img.shape)].append(i)
-    out = list(images)
-    for shape, idx in groups.items():
-        if shape[1:] == (size, size):
-            continue
-        batch = torch.stack([images[i] for i in idx])
-        resized = F.interpolate(
-            batch, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-        ).clamp_(0.0, 1.0)
-        for j, i in enumerate(idx):
-            out[i] = resized[j]
-    return out
+def _resize_one(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    if tuple(img.shape[1:]) == (size, size):
+        return img
+    if mode == "nearest":
+        return F.interpolate(img[None], size=(size, size), mode="nearest")[0]
+    out = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out[0].clamp_(0.0, 1.0)
+
+
+def read_image(path: PathLike, size: int | None = None, channels: int | None = None) -> torch.Tensor:
+    """One image file as float32 ``[C, H, W]`` in [0, 1], optionally converted and resized.
+
+    Resizing here, image by image, keeps large photographs (MVTec's are 1024 px) from
+    piling up in memory at full size before they are shrunk.
+    """
+    _check_args(size, channels)
+    img = _read_image(Path(path))
+    if channels is not None:
+        img = _convert_channels(img, channels)
+    return img if size is None else _resize_one(img, size)
+
+
+def read_mask(path: PathLike, size: int | None = None, expect_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """A ground-truth mask as float32 ``[1, H, W]`` with 1 where the defect is (any non-zero pixel).
+
+    ``expect_hw`` is the (H, W) of the image the mask belongs to; a mask of another size is an
+    error naming the file. ``size`` resizes it (nearest neighbour, so it stays binary).
+    """
+    _check_args(size, None)
+    mask = _read_image(Path(path))
+    if expect_hw is not None and tuple(mask.shape[1:]) != tuple(expect_hw):
+        raise DataError(
+            f"mask '{path}' is {mask.shape[1]}x{mask.shape[2]} but its image is {expect_hw[0]}x{expect_hw[1]} "
+            "(HxW); masks must have their image's size. Check that the mask belongs to that image."
+        )
+    binary = (mask.amax(dim=0, keepdim=True) > 0).float()
+    return binary if size is None else _resize_one(binary, size, mode="nearest")
 
 
 def _check_args(size: int | None, channels: int | None) -> None:
@@ -180,15 +200,11 @@ def load_images(
     """
     _check_args(size, channels)
     paths = _resolve_paths(paths_or_dir)
-    images = [_read_image(p) for p in paths]
+    images = [read_image(p, size=size, channels=channels) for p in paths]
     if channels is None:
         _check_mixed_channels(images, paths)
-    else:
-        images = [_convert_channels(img, channels) for img in images]
     if size is None:
         _check_sizes(images, paths)
-    else:
-        images = _resize_all(images, size)
     return torch.stack(images).contiguous(), paths
 
 
