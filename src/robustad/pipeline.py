@@ -15,8 +15,7 @@ from typing import Any, Callable
 import torch
 
 from robustad.attacks.base import AttackConfig
-from robustad.data.datasets import AnomalySplit, load_split
-from robustad.data.folder import load_images
+from robustad.data.datasets import AnomalySplit
 from robustad.errors import DataError
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
@@ -30,51 +29,54 @@ def say(message: str) -> None:
 
 @dataclass
 class DataSpec:
-    """Where the images come from: a named data set with normal classes, or folders."""
+    """Where the images come from: any registered data set (see ``robustad data list``)."""
 
     name: str = "mnist"
-    normal_classes: list[int] = field(default_factory=lambda: [0])
+    normal_classes: list[int | str] = field(default_factory=list)
+    category: str | None = None
     root: str | None = None
     max_train: int | None = None
     max_test: int | None = None
     seed: int = 0
     image_size: int | None = None
     channels: int | None = None
-    normal_dir: str | None = None
+    ood: str | None = None  # classification sets: take the anomalies from this data set
+    ood_root: str | None = None
+    normal_dir: str | None = None  # --data folder
     abnormal_dirs: list[str] = field(default_factory=list)
     test_normal_dir: str | None = None
+    mask_dir: str | None = None
 
 
 def load_data(spec: DataSpec) -> AnomalySplit:
-    if spec.name != "folder":
-        return load_split(
-            spec.name, spec.normal_classes, root=spec.root, max_train=spec.max_train,
-            max_test=spec.max_test, seed=spec.seed, image_size=spec.image_size,
-        )
-    if not spec.normal_dir:
-        raise DataError("--data folder needs --normal-dir (a folder of normal training images)")
-    normal, _ = load_images(spec.normal_dir, size=spec.image_size, channels=spec.channels)
-    channels = normal.shape[1]
-    size = spec.image_size or normal.shape[-1]
-    if spec.test_normal_dir:
-        test_normal, _ = load_images(spec.test_normal_dir, size=spec.image_size, channels=spec.channels or channels)
-        train = normal
-    else:
-        # No separate normal test folder: hold out a fifth of the normal images for testing.
-        perm = torch.randperm(normal.shape[0], generator=torch.Generator().manual_seed(spec.seed))
-        n_test = max(1, normal.shape[0] // 5)
-        test_normal, train = normal[perm[:n_test]], normal[perm[n_test:]]
-    abnormal = [load_images(d, size=spec.image_size, channels=spec.channels or channels)[0] for d in spec.abnormal_dirs]
-    for d, a in zip(spec.abnormal_dirs, abnormal):
-        if tuple(a.shape[1:]) != tuple(normal.shape[1:]):
-            raise DataError(
-                f"images in {d} are {tuple(a.shape[1:])} but the normal images are {tuple(normal.shape[1:])}; "
-                f"pass --image-size {size} to resize all of them"
-            )
-    test = torch.cat([test_normal, *abnormal]) if abnormal else test_normal
-    labels = torch.cat([torch.zeros(test_normal.shape[0], dtype=torch.long)]
-                       + [torch.ones(a.shape[0], dtype=torch.long) for a in abnormal])
-    return AnomalySplit(train, test, labels, "folder", ())
+    from robustad.data.registry import dataset_info, load_dataset
+
+    info = dataset_info(spec.name)
+    extra: dict[str, Any] = {}
+    if info.name == "folder":
+        if not spec.normal_dir:
+            raise DataError("--data folder needs --normal-dir (a folder of normal training images)")
+        if not spec.abnormal_dirs:  # training only: no test set to evaluate on
+            from robustad.data.folder import load_images
+
+            if spec.test_normal_dir or spec.mask_dir:
+                raise DataError("--test-normal-dir and --mask-dir need --abnormal-dir (the anomalous test images)")
+            train, _ = load_images(spec.normal_dir, size=spec.image_size, channels=spec.channels)
+            empty = train[:0]
+            return AnomalySplit(train, empty, torch.zeros(0, dtype=torch.long), "folder",
+                                category=Path(spec.normal_dir).name)
+        extra = {"normal_dir": spec.normal_dir, "abnormal_dirs": spec.abnormal_dirs,
+                 "normal_test_dir": spec.test_normal_dir, "mask_dir": spec.mask_dir}
+    elif spec.normal_dir or spec.abnormal_dirs or spec.test_normal_dir or spec.mask_dir:
+        raise DataError("--normal-dir/--abnormal-dir/--test-normal-dir/--mask-dir belong to --data folder")
+    normal = spec.normal_classes
+    if info.kind == "classes" and not normal and spec.category is None:
+        normal = [0]
+    return load_dataset(
+        info.name, normal_classes=normal or None, root=spec.root, category=spec.category,
+        max_train=spec.max_train, max_test=spec.max_test, seed=spec.seed, image_size=spec.image_size,
+        channels=spec.channels, ood=spec.ood, ood_root=spec.ood_root, **extra,
+    )
 
 
 def train_or_resume(

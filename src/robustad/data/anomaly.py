@@ -117,11 +117,13 @@ def build_anomaly_split(
         raise DataError(f"{label}: no test images found; check the folder layout (robustad data check {name}).")
     rng_train, rng_test = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     labels = np.array([it.label for it in test], dtype=np.int64)
-    if labels.all() or not labels.any():
-        missing = "normal" if labels.all() else "anomalous"
-        raise DataError(f"{label}: the test set has no {missing} images, so detection cannot be scored.")
     train_paths = [train[i] for i in _subsample(len(train), max_train, rng_train)]
     test_items = [test[i] for i in _balanced(labels, max_test, rng_test)]
+    kept = np.array([it.label for it in test_items], dtype=np.int64)
+    if kept.all() or not kept.any():
+        missing = "normal" if kept.all() else "anomalous"
+        hint = " Raise max_test (--max-test) to at least 2." if len(kept) < len(labels) else ""
+        raise DataError(f"{label}: the test set has no {missing} images, so detection cannot be scored.{hint}")
 
     x_train, _ = _read_all(train_paths, image_size, channels, f"{label} training images")
     ch = x_train.shape[1]

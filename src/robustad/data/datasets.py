@@ -8,16 +8,14 @@ another class is an anomaly (label 1).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from robustad.data.arrays import to_image_tensor
-from robustad.data.mnist import load_fashion_mnist, load_mnist
 from robustad.errors import DataError
 
 __all__ = ["AnomalySplit", "available_datasets", "load_split", "one_class_split"]
@@ -49,6 +47,8 @@ class AnomalySplit:
         c, h, w = self.train.shape[1:]
         what = f"category {self.category}" if self.category is not None else f"normal classes {list(self.normal_classes)}"
         tag = " (semi-synthetic)" if self.semi_synthetic else ""
+        if len(self.test_labels) == 0:
+            return f"{self.name}{tag} {what}: train {len(self.train)} normal images ({c}x{h}x{w}); no test set"
         return (
             f"{self.name}{tag} {what}: "
             f"train {len(self.train)} normal images ({c}x{h}x{w}); "
@@ -166,43 +166,7 @@ def one_class_split(
     )
 
 
-# --------------------------------------------------------------------------- loaders
-
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def _mnist(root: str | os.PathLike[str] | None) -> Arrays:
-    cache = Path(root) if root is not None else None
-    return (*load_mnist("train", cache=cache), *load_mnist("test", cache=cache))
-
-
-def _fashion(root: str | os.PathLike[str] | None) -> Arrays:
-    return (*load_fashion_mnist("train", root=root), *load_fashion_mnist("test", root=root))
-
-
-def _digits(root: str | os.PathLike[str] | None) -> Arrays:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)  # 8x8, values 0..16
-    y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
-    )
-    return x_tr, y_tr, x_te, y_te
-
-
-_LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], Arrays]] = {
-    "mnist": _mnist,
-    "fashion-mnist": _fashion,
-    "digits": _digits,
-}
-
-
-def available_datasets() -> list[str]:
-    """Names accepted by :func:`load_split`."""
-    return list(_LOADERS)
+# --------------------------------------------------------------------------- by name
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -212,31 +176,33 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+def available_datasets() -> list[str]:
+    """Names accepted by :func:`load_split` (see ``robustad data list``)."""
+    from robustad.data.registry import DATASETS
+
+    return list(DATASETS)
+
+
 def load_split(
     name: str,
-    normal_classes: int | Iterable[int],
+    normal_classes: int | str | Iterable[int | str] | None = None,
     root: str | os.PathLike[str] | None = None,
     max_train: int | None = None,
     max_test: int | None = None,
     seed: int = 0,
     image_size: int | None = None,
+    **options,
 ) -> AnomalySplit:
-    """Load a named data set as a one-class :class:`AnomalySplit`.
+    """Load a named data set as an :class:`AnomalySplit`.
 
-    ``name`` is one of :func:`available_datasets`. ``root`` is the MNIST cache
-    folder or the Fashion-MNIST IDX folder (ignored for ``digits``, which ships
-    with scikit-learn and is split 70/30, stratified, with a fixed seed).
-    ``image_size`` resizes all images to ``image_size x image_size``.
+    Classification sets (mnist, fashion-mnist, digits, cifar10, ...) take ``normal_classes``
+    (several = the unlabeled multi-class setting; ``ood=NAME`` takes the anomalies from another
+    data set); anomaly-detection sets (mvtec, visa, ..., textures) take ``category=``.
+    ``image_size`` resizes every image to ``image_size x image_size``. ``digits`` ships with
+    scikit-learn and is split 70/30, stratified, with a fixed seed.
     """
-    key = name.strip().lower().replace("_", "-")
-    if key not in _LOADERS:
-        raise DataError(f"unknown data set {name!r}; known data sets are {available_datasets()}.")
+    from robustad.data.registry import load_dataset
+
     _check_limit(image_size, "image_size")
-    split = one_class_split(
-        *_LOADERS[key](root), normal_classes, name=key,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
-    if image_size is not None:
-        split.train = _resize(split.train, int(image_size))
-        split.test = _resize(split.test, int(image_size))
-    return split
+    return load_dataset(name, normal_classes, root=root, max_train=max_train, max_test=max_test, seed=seed,
+                        image_size=image_size, **options)

@@ -33,7 +33,8 @@ def list_images(directory: PathLike) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"'{folder}' is not a directory; pass a folder of images or image files.")
     return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        p for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")  # ._x.png: macOS metadata
     )
 
 

@@ -1,0 +1,82 @@
+"""CIFAR-100, "python version", labelled by its 20 superclasses.
+
+The anomaly-detection literature uses the 20 coarse labels (superclasses) of CIFAR-100 as
+the classes, so ``load`` returns ``coarse_labels``; the 100 fine labels are not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustad.data.formats import ClassData
+from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
+from robustad.data.formats._pickle import read_cifar_batch
+from robustad.errors import DatasetNotFoundError
+
+__all__ = ["CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
+
+NAME = "cifar100"
+FOLDER = "cifar-100-python"
+FILES = ("train", "test")
+LABEL_KEY = b"coarse_labels"
+
+CLASS_NAMES = (
+    "aquatic_mammals",
+    "fish",
+    "flowers",
+    "food_containers",
+    "fruit_and_vegetables",
+    "household_electrical_devices",
+    "household_furniture",
+    "insects",
+    "large_carnivores",
+    "large_man-made_outdoor_things",
+    "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores",
+    "medium_mammals",
+    "non-insect_invertebrates",
+    "people",
+    "reptiles",
+    "small_mammals",
+    "trees",
+    "vehicles_1",
+    "vehicles_2",
+)
+
+LAYOUT = f"""\
+<root>/{FOLDER}/train   (training set, 50,000 images)
+<root>/{FOLDER}/test    (test set, 10,000 images)
+Extract cifar-100-python.tar.gz into <root>; --root may also be the {FOLDER} folder itself.
+Classes are the 20 superclasses (coarse labels). Without --root, <root> is <robustad cache>/{NAME}.
+"""
+
+
+def batch_folder(root: PathLike | None = None) -> Path:
+    """The folder holding ``train`` and ``test``: ``<root>/cifar-100-python``, or ``root`` itself."""
+    base = resolve_root(root, NAME)
+    nested = base / FOLDER
+    if not nested.is_dir() and all((base / name).is_file() for name in FILES):
+        return base
+    return nested
+
+
+def check(root: PathLike | None = None) -> list[str]:
+    """Problems that stop :func:`load` (empty list: usable). Only checks that the files exist."""
+    folder = batch_folder(root)
+    if not folder.is_dir():
+        return [f"folder '{folder}' does not exist; expected layout:\n{LAYOUT.rstrip()}"]
+    return [f"missing file '{folder / name}'" for name in FILES if not (folder / name).is_file()]
+
+
+def load(root: PathLike | None = None, image_size: int | None = None) -> ClassData:
+    """CIFAR-100 (20 superclasses) as uint8 ``[N, 3, 32, 32]`` (float if resized)."""
+    check_image_size(image_size)
+    folder = batch_folder(root)
+    if not folder.is_dir():
+        raise DatasetNotFoundError("CIFAR-100: " + not_found("folder", folder, LAYOUT))
+    for name in FILES:
+        if not (folder / name).is_file():
+            raise DatasetNotFoundError("CIFAR-100: " + not_found("file", folder / name, LAYOUT))
+    train_x, train_y = read_cifar_batch(folder / "train", LABEL_KEY, len(CLASS_NAMES))
+    test_x, test_y = read_cifar_batch(folder / "test", LABEL_KEY, len(CLASS_NAMES))
+    return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)

@@ -1,0 +1,139 @@
+"""MVTec AD: one folder per category with defect-free training images, a test set of good and
+defective images, and a pixel mask for every defective test image.
+
+Test images in ``test/good`` are normal (label 0, all-zero mask); every other folder under
+``test`` is a defect type (label 1) whose masks are ``ground_truth/<defect>/<stem>_mask.png``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.folder import IMAGE_EXTENSIONS, list_images
+from robustad.errors import DataError, DatasetNotFoundError
+
+__all__ = ["LAYOUT", "categories", "check", "load"]
+
+NAME = "mvtec"
+GOOD = "good"
+
+LAYOUT = """\
+<root>/<category>/train/good/*.png                      defect-free training images
+<root>/<category>/test/good/*.png                       defect-free test images
+<root>/<category>/test/<defect>/*.png                   defective test images, one folder per defect type
+<root>/<category>/ground_truth/<defect>/<stem>_mask.png mask of test/<defect>/<stem>.png (white = defect)
+e.g. <root>/bottle/test/broken_large/000.png has <root>/bottle/ground_truth/broken_large/000_mask.png"""
+
+PathLike = str | os.PathLike[str]
+
+
+def _images(folder: Path) -> list[Path]:
+    return [p for p in list_images(folder) if not p.name.startswith(".")]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def categories(root: PathLike | None) -> list[str]:
+    """Category folders under ``root`` (those with a ``train`` or ``test`` folder), sorted."""
+    if root is None or not Path(root).is_dir():
+        return []
+    return [p.name for p in _subdirs(Path(root)) if (p / "train").is_dir() or (p / "test").is_dir()]
+
+
+def _mask_path(cat_dir: Path, defect: str, image: Path) -> Path:
+    return cat_dir / "ground_truth" / defect / f"{image.stem}_mask.png"
+
+
+def _root_problem(root: PathLike | None) -> str | None:
+    if root is None:
+        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
+    if not Path(root).is_dir():
+        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
+    return None
+
+
+def _category_problems(cat_dir: Path) -> list[str]:
+    problems = []
+    good = cat_dir / "train" / GOOD
+    if not good.is_dir():
+        problems.append(f"'{good}' is missing (defect-free training images go there)")
+    elif not _images(good):
+        problems.append(f"'{good}' has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    test = cat_dir / "test"
+    if not test.is_dir():
+        problems.append(f"'{test}' is missing (test/good and test/<defect> folders go there)")
+        return problems
+    if not (test / GOOD).is_dir() or not _images(test / GOOD):
+        problems.append(f"'{test / GOOD}' is missing or has no images (defect-free test images go there)")
+    defects = [d for d in _subdirs(test) if d.name != GOOD]
+    if not defects:
+        problems.append(f"'{test}' has no defect folders besides 'good' (test/<defect>/*.png)")
+    missing = [_mask_path(cat_dir, d.name, img) for d in defects for img in _images(d)]
+    missing = [m for m in missing if not m.is_file()]
+    if missing:
+        problems.append(f"{len(missing)} defective test image(s) in '{test}' have no mask, e.g. '{missing[0]}' is missing")
+    return problems
+
+
+def check(root: PathLike | None) -> list[str]:
+    """Problems that stop MVTec AD from loading from ``root``; an empty list means it is usable."""
+    problem = _root_problem(root)
+    if problem:
+        return [problem]
+    cats = categories(root)
+    if not cats:
+        return [f"no category folders (with train/ and test/) in '{root}'; it must be laid out as:\n{LAYOUT}"]
+    problems = []
+    for cat in cats:
+        problems += [f"{cat}: {p}" for p in _category_problems(Path(root) / cat)]
+    return problems
+
+
+def load(
+    root: PathLike | None,
+    category: str | None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    seed: int = 0,
+):
+    """One MVTec AD category as an :class:`AnomalySplit` with masks for the test images."""
+    problem = _root_problem(root)
+    if problem:
+        raise DatasetNotFoundError(f"MVTec AD: {problem}")
+    root = Path(root)
+    cats = categories(root)
+    if category not in cats:
+        what = "name a category" if category is None else f"no category {category!r} in '{root}'"
+        raise DataError(f"MVTec AD: {what}; categories found: {', '.join(cats) or 'none'}.")
+    cat_dir = root / category
+    good = cat_dir / "train" / GOOD
+    if not good.is_dir():
+        raise DataError(f"MVTec AD {category}: folder '{good}' does not exist; defect-free training images go there.")
+    train = _images(good)
+    if not train:
+        raise DataError(f"MVTec AD {category}: no images in '{good}'; defect-free training images go there.")
+    test_dir = cat_dir / "test"
+    if not test_dir.is_dir():
+        raise DataError(f"MVTec AD {category}: folder '{test_dir}' does not exist; test/good and test/<defect> go there.")
+    items: list[Item] = []
+    for sub in _subdirs(test_dir):
+        if sub.name == GOOD:
+            items += [Item(p, 0) for p in _images(sub)]
+            continue
+        for img in _images(sub):
+            mask = _mask_path(cat_dir, sub.name, img)
+            if not mask.is_file():
+                raise DataError(
+                    f"MVTec AD {category}: defective test image '{img}' has no mask; expected '{mask}'."
+                )
+            items.append(Item(img, 1, mask))
+    return build_anomaly_split(
+        NAME, category, train, items, image_size=image_size, channels=channels,
+        max_train=max_train, max_test=max_test, seed=seed,
+    )

@@ -1,0 +1,367 @@
+"""kNN anomaly detection on the features of a non-robust backbone, PatchCore-style.
+
+There are no pretrained ImageNet weights here, so the backbone is COBRA's ResNet-18 trained on
+the normal images with COBRA's own objective but without adversarial examples (or any fitted
+Cobra passed in). Patch mode (Roth et al., "Towards total recall in industrial anomaly
+detection", 2022): features of two intermediate stages, averaged over 3x3 neighbourhoods, the
+deeper one upsampled to the shallower's grid and concatenated; a memory bank of the training
+patches, thinned by greedy k-center coreset selection; an image scores the largest distance of
+any of its patches to the nearest bank patch. Image mode: one pooled feature vector per image
+and kNN over the training images.
+
+The score is differentiable in x: the nearest bank entries are searched without gradients
+(chunked torch.cdist, bounded memory), then the distances to them are recomputed with gradients.
+That is the same function and the same (sub)gradient as a min over the whole bank.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from robustad.config import CobraConfig, EvaluationConfig
+from robustad.errors import ConfigError, DataError
+from robustad.methods.base import BaseDetector
+from robustad.methods.deep_svdd import (
+    BaselineScoreConfig,
+    _check_evaluation,
+    _check_score,
+    _ConfigMixin,
+    _parse_overrides,
+    calibrate,
+    config_from_meta,
+    detector_meta,
+    load_normal_images,
+    load_weights,
+    read_checkpoint,
+    restore_statistics,
+    split_holdout,
+    write_checkpoint,
+)
+from robustad.methods.training import resolve_device
+from robustad.models.resnet import ResNet18
+
+__all__ = ["KNNDetector", "KNNConfig", "KNNScore", "greedy_coreset", "stage_features", "LAYERS", "MODES"]
+
+LAYERS = ("layer1", "layer2", "layer3", "layer4")  # ResNet18.layers[0..3], torchvision's names
+MODES = ("patch", "image")
+
+
+@dataclass
+class KNNConfig(_ConfigMixin):
+    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
+    backbone_preset: str = "cpu-small"  # COBRA preset the backbone is trained with (adversarial off)
+    backbone_overrides: dict[str, Any] = field(default_factory=dict)  # dotted overrides of that COBRA config
+    mode: str = "patch"  # patch (PatchCore) | image (one pooled vector per image)
+    layers: list[str] = field(default_factory=lambda: ["layer2", "layer3"])
+    patch_pool: int = 3  # side of the neighbourhood averaged into each patch feature; 1 = none
+    k: int = 1  # nearest bank entries averaged per patch (per image in image mode)
+    coreset_fraction: float | None = None  # share of the bank kept; None = 0.1 in patch mode, 1 in image mode
+    projection_dim: int = 128  # random projection used only to speed up coreset selection; 0 = none
+    bank_size: int | None = 20000  # cap on bank entries (the coreset picks them); None = no cap
+    chunk_size: int = 4096  # rows per side of each cdist block: memory ~ chunk_size^2 floats
+    seed: int = 0  # coreset selection (the backbone has its own train.seed)
+    device: str = "auto"
+    score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def validate(self) -> "KNNConfig":
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.layers or any(name not in LAYERS for name in self.layers):
+            raise ConfigError(f"layers must be a non-empty list of {', '.join(LAYERS)}, got {self.layers!r}")
+        if len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"layers lists a stage twice: {self.layers!r}")
+        if self.patch_pool < 1 or self.patch_pool % 2 == 0:
+            raise ConfigError(f"patch_pool must be an odd number >= 1 (the patch stays centred), got {self.patch_pool}")
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
+        if self.coreset_fraction is not None and (
+            isinstance(self.coreset_fraction, bool) or not 0.0 < float(self.coreset_fraction) <= 1.0
+        ):
+            raise ConfigError(f"coreset_fraction must be in (0, 1] (1 = keep every entry), got {self.coreset_fraction}")
+        if self.projection_dim < 0:
+            raise ConfigError(f"projection_dim must be >= 0, got {self.projection_dim}")
+        if self.bank_size is not None and self.bank_size < 1:
+            raise ConfigError(f"bank_size must be >= 1 or null, got {self.bank_size}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if not isinstance(self.backbone_overrides, dict):
+            raise ConfigError(f"backbone_overrides must be a mapping of COBRA config overrides, got {self.backbone_overrides!r}")
+        if self.coreset_fraction is not None:
+            self.coreset_fraction = float(self.coreset_fraction)
+        _check_score(self.score, self.image_size)
+        _check_evaluation(self.evaluation)
+        return self
+
+    def effective_coreset_fraction(self) -> float:
+        if self.coreset_fraction is not None:
+            return float(self.coreset_fraction)
+        return 0.1 if self.mode == "patch" else 1.0
+
+    def backbone_config(self) -> CobraConfig:
+        """The COBRA config the backbone is trained with: the preset, the overrides, no adversaries."""
+        overrides = {**self.backbone_overrides, "adversarial.enabled": False}
+        if self.image_size is not None:
+            overrides["image_size"] = self.image_size
+        overrides.setdefault("train.device", self.device)
+        # the backbone's own threshold is never used: give all its images to training
+        overrides.setdefault("score.holdout_fraction", 0.0)
+        return CobraConfig.from_preset(self.backbone_preset).with_overrides(overrides)
+
+    @classmethod
+    def from_preset(cls, name: str) -> "KNNConfig":
+        """A kNN detector whose backbone is trained as the COBRA preset `name`, adversaries off."""
+        cobra = CobraConfig.from_preset(name)
+        return cls(
+            image_size=cobra.image_size,
+            backbone_preset=name,
+            seed=cobra.train.seed,
+            device=cobra.train.device,
+            score=BaselineScoreConfig(cobra.score.holdout_fraction, cobra.score.target_fpr, cobra.score.batch_size),
+            evaluation=cobra.evaluation,
+        ).validate()
+
+
+# --- features ---------------------------------------------------------------------------------------
+def stage_features(encoder: ResNet18, x: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
+    """Outputs of the named ResNet stages, in the order given; stops after the deepest one."""
+    wanted = {LAYERS.index(n) for n in names}
+    out, h = {}, encoder.stem(x)
+    for i, layer in enumerate(encoder.layers):
+        if i > max(wanted):
+            break
+        h = layer(h)
+        if i in wanted:
+            out[i] = h
+    return [out[LAYERS.index(n)] for n in names]
+
+
+def greedy_coreset(points: torch.Tensor, size: int, projection_dim: int = 128, seed: int = 0) -> torch.Tensor:
+    """Indices of `size` points chosen by greedy k-center selection (each pick: the point farthest
+    from those picked so far), on a seeded Gaussian random projection when that is smaller."""
+    m = points.shape[0]
+    if size >= m:
+        return torch.arange(m)
+    generator = torch.Generator().manual_seed(seed)
+    z = points.detach().float()
+    if 0 < projection_dim < z.shape[1]:
+        # Johnson-Lindenstrauss: distances survive the projection closely enough to pick centres
+        proj = torch.randn(z.shape[1], projection_dim, generator=generator).to(z.device) / math.sqrt(projection_dim)
+        z = z @ proj
+    start = int(torch.randint(m, (1,), generator=generator))
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = start
+    nearest = (z - z[start]).pow(2).sum(dim=1)
+    for i in range(1, size):
+        pick = int(torch.argmax(nearest))
+        chosen[i] = pick
+        nearest = torch.minimum(nearest, (z - z[pick]).pow(2).sum(dim=1))
+    return chosen
+
+
+class KNNScore(nn.Module):
+    """x [N,C,H,W] -> kNN anomaly score [N] against a bank of training features."""
+
+    def __init__(self, encoder: ResNet18, layers: list[str], mode: str, patch_pool: int, k: int,
+                 chunk_size: int, bank_dim: int = 0):
+        super().__init__()
+        self.encoder = encoder
+        self.layers = list(layers)
+        self.mode = mode
+        self.patch_pool = patch_pool
+        self.k = k
+        self.chunk_size = chunk_size
+        self.register_buffer("bank", torch.zeros(0, bank_dim))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch mode: [N, P, D] (P = patches on the shallowest stage's grid); image mode: [N, 1, D]."""
+        maps = stage_features(self.encoder, x, self.layers)
+        if self.mode == "image":
+            return torch.cat([F.adaptive_avg_pool2d(m, 1).flatten(1) for m in maps], dim=1).unsqueeze(1)
+        if self.patch_pool > 1:
+            pad = self.patch_pool // 2
+            maps = [F.avg_pool2d(m, self.patch_pool, stride=1, padding=pad, count_include_pad=False) for m in maps]
+        size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+                for m in maps]
+        feats = torch.cat(maps, dim=1)
+        return feats.flatten(2).transpose(1, 2)  # [N, H*W, D]
+
+    @torch.no_grad()
+    def nearest(self, queries: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices [Q, k] of the k nearest bank rows, in blocks of chunk_size x chunk_size distances."""
+        bank, c = self.bank, self.chunk_size
+        out = []
+        for qs in range(0, queries.shape[0], c):
+            q = queries[qs : qs + c]
+            best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
+            best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
+            for bs in range(0, bank.shape[0], c):
+                d = torch.cdist(q, bank[bs : bs + c])
+                kk = min(k, d.shape[1])
+                d, i = d.topk(kk, dim=1, largest=False)
+                best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + kk), dim=1, largest=False)
+                best_i = torch.cat([best_i, i + bs], 1).gather(1, order)
+            out.append(best_i)
+        return torch.cat(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.features(x)  # [N, P, D]
+        n, p, d = feats.shape
+        q = feats.reshape(n * p, d)
+        k = min(self.k, self.bank.shape[0])
+        idx = self.nearest(q.detach(), k)  # [Q, k]
+        # exact distances to the chosen neighbours, with gradients (to q only: the bank is fixed)
+        dist = (q.unsqueeze(1) - self.bank[idx]).norm(dim=2).mean(dim=1)
+        return dist.view(n, p).amax(dim=1)
+
+
+# --- the detector ----------------------------------------------------------------------------------
+class KNNDetector(BaseDetector):
+    """kNN on features of a non-robustly trained COBRA backbone (PatchCore-style in patch mode).
+
+    >>> det = KNNDetector(backbone_preset="cpu-small", coreset_fraction=0.1).fit(normal_images)
+    >>> det = KNNDetector(backbone=fitted_cobra, mode="image").fit(normal_images)
+    """
+
+    name = "knn"
+
+    def __init__(self, config: KNNConfig | None = None, overrides: dict | list | None = None, backbone=None,
+                 *, validate_backbone: bool = True, **kwargs: Any):
+        config = config or KNNConfig()
+        extra = {k.replace("__", "."): v for k, v in kwargs.items()}  # KNNDetector(score__target_fpr=0.1)
+        merged = {**_parse_overrides(overrides), **extra}
+        self.config = config.with_overrides(merged) if merged else config.validate()
+        if backbone is not None:
+            if not (hasattr(backbone, "net") and hasattr(backbone, "config") and hasattr(backbone.net, "encoder")):
+                raise ConfigError(f"backbone must be a fitted Cobra detector, got {type(backbone).__name__}")
+            if self.config.image_size is None and getattr(backbone, "resize_to", None) is not None:
+                self.config.image_size = backbone.resize_to  # inputs must reach the backbone at its size
+        elif validate_backbone:
+            self.config.backbone_config()  # a bad preset or override fails now, not at fit()
+        self._given_backbone = backbone
+        self.resize_to = self.config.image_size
+        self.score_batch_size = self.config.score.batch_size
+        self.backbone_config_: CobraConfig | None = None
+        self.scorer: KNNScore | None = None
+        self.score_center_, self.score_scale_ = 0.0, 1.0
+        self.fit_info_: dict[str, Any] = {}
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: dict | list | None = None, backbone=None, **kwargs: Any) -> "KNNDetector":
+        return cls(KNNConfig.from_preset(name), overrides=overrides, backbone=backbone, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.scorer.parameters()).device
+
+    def _make_scorer(self, encoder: ResNet18, bank_dim: int = 0) -> KNNScore:
+        c = self.config
+        return KNNScore(encoder, c.layers, c.mode, c.patch_pool, c.k, c.chunk_size, bank_dim)
+
+    def _backbone(self, train_x: torch.Tensor, run_dir, progress, log) -> tuple[ResNet18, CobraConfig, dict]:
+        given = self._given_backbone
+        if given is not None:
+            if getattr(given, "in_channels_", None) is None or given.net is None:
+                raise ConfigError("the backbone Cobra is not fitted yet: fit() or load() it first")
+            if given.in_channels_ != train_x.shape[1] or tuple(given.image_size_) != tuple(train_x.shape[-2:]):
+                raise DataError(
+                    f"the backbone was trained on {given.in_channels_}-channel {given.image_size_[0]}x"
+                    f"{given.image_size_[1]} images, these are {train_x.shape[1]}-channel "
+                    f"{train_x.shape[-2]}x{train_x.shape[-1]}; set image_size to match"
+                )
+            # a copy: later changes to the Cobra (device, training) do not reach this detector
+            return copy.deepcopy(given.net.encoder).cpu(), given.config, {"backbone": "given",
+                                                                           "backbone_fit_info": given.fit_info_}
+        from robustad.methods.cobra.detector import Cobra
+
+        cobra = Cobra(self.config.backbone_config())
+        cobra.fit(train_x, run_dir=Path(run_dir) / "backbone" if run_dir is not None else None,
+                  progress=progress, log=log)
+        return cobra.net.encoder, cobra.config, {"backbone": "trained", "backbone_fit_info": cobra.fit_info_}
+
+    def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None) -> "KNNDetector":
+        """Train the backbone (unless one was given), fill the memory bank, calibrate the threshold.
+
+        With run_dir, the backbone's training checkpoints go to run_dir/backbone and resume.
+        """
+        started = time.perf_counter()
+        x = load_normal_images(normal_images, self.resize_to)
+        train_x, holdout_x = split_holdout(x, self.config.score.holdout_fraction, self.config.seed + 1)
+        if train_x.shape[0] < 2:
+            raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
+        encoder, self.backbone_config_, backbone_info = self._backbone(train_x, run_dir, progress, log)
+        device = resolve_device(self.config.device)
+        self.scorer = self._make_scorer(encoder).to(device).eval()
+        self.in_channels_, self.image_size_ = x.shape[1], tuple(x.shape[-2:])
+
+        bank_started = time.perf_counter()
+        with torch.no_grad():
+            feats = torch.cat([self.scorer.features(c.to(device)).flatten(0, 1)
+                               for c in train_x.split(self.config.score.batch_size)])
+        size = max(1, int(round(self.config.effective_coreset_fraction() * feats.shape[0])))
+        if self.config.bank_size is not None:
+            size = min(size, self.config.bank_size)
+        chosen = greedy_coreset(feats, size, self.config.projection_dim, self.config.seed)
+        self.scorer.bank = feats[chosen.to(feats.device)].contiguous()
+        bank_seconds = time.perf_counter() - bank_started
+
+        calibrate(self, holdout_x, self.config.score.target_fpr)
+        self.fit_info_ = {
+            "num_train": int(train_x.shape[0]),
+            "num_holdout": int(holdout_x.shape[0]),
+            "num_candidates": int(feats.shape[0]),
+            "num_bank": int(self.scorer.bank.shape[0]),
+            "feature_dim": int(feats.shape[1]),
+            "bank_seconds": bank_seconds,
+            "fit_seconds": time.perf_counter() - started,
+            "backbone_adversarial": bool(self.backbone_config_.adversarial.enabled),
+            **backbone_info,
+        }
+        return self
+
+    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scorer.training:  # running BatchNorm statistics, never the batch's
+            self.scorer.eval()
+        return self.scorer(x)
+
+    def to(self, device: str | torch.device) -> "KNNDetector":
+        self._check_fitted()
+        self.scorer.to(device)
+        return self
+
+    # --- save / load ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """detector.safetensors (backbone encoder, bank) and detector.json (both configs, statistics)."""
+        self._check_fitted()
+        meta = detector_meta(self, self.config.to_dict(), backbone_config=self.backbone_config_.to_dict())
+        return write_checkpoint(path, self.scorer.state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "KNNDetector":
+        meta, tensors = read_checkpoint(path, cls.name)
+        config = config_from_meta(KNNConfig, meta, path)
+        backbone_config = config_from_meta(CobraConfig, meta, path, key="backbone_config")
+        if device is not None:
+            config.device = device
+        detector = cls(config, validate_backbone=False)  # the stored backbone config is what counts
+        detector.backbone_config_ = backbone_config
+        m = backbone_config.model
+        encoder = ResNet18(int(meta["in_channels"]), m.width, m.stem)
+        bank = tensors.get("bank", torch.zeros(0, 0))
+        detector.scorer = detector._make_scorer(encoder, bank.shape[1] if bank.ndim == 2 else 0)
+        detector.scorer.bank = torch.empty_like(bank)
+        load_weights(detector.scorer, tensors, path)
+        detector.scorer.to(resolve_device(config.device)).eval()
+        detector.in_channels_, detector.image_size_ = int(meta["in_channels"]), tuple(meta["image_size"])
+        restore_statistics(detector, meta)
+        return detector

@@ -1,0 +1,34 @@
+"""Detectors by name, and loading a saved detector without knowing its class.
+
+    det = load_detector("runs/digits/detector")     # a Cobra, DeepSVDD or KNNDetector
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustad.errors import CheckpointError
+from robustad.methods.base import BaseDetector
+from robustad.methods.cobra.detector import Cobra
+from robustad.methods.deep_svdd import DeepSVDD, read_meta
+from robustad.methods.knn import KNNDetector
+
+DETECTORS: dict[str, type[BaseDetector]] = {"cobra": Cobra, "deep-svdd": DeepSVDD, "knn": KNNDetector}
+
+
+def detector_class(method: str) -> type[BaseDetector]:
+    if method not in DETECTORS:
+        raise CheckpointError(f"unknown detector method {method!r}; known methods: {', '.join(DETECTORS)}")
+    return DETECTORS[method]
+
+
+def load_detector(path: str | Path, device: str | None = None) -> BaseDetector:
+    """Load a detector folder (detector.json + detector.safetensors) with the class its `method` names."""
+    meta = read_meta(path)
+    method = meta.get("method")
+    if method not in DETECTORS:
+        raise CheckpointError(
+            f"{path} holds a detector of method {method!r}, which this robustad does not know; "
+            f"known methods: {', '.join(DETECTORS)}"
+        )
+    return DETECTORS[method].load(path, device=device)
