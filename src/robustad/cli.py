@@ -136,6 +136,8 @@ def cmd_train(args) -> int:
     from robustad.pipeline import load_data, say, train_or_resume
 
     preset = _preset(args)
+    if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
+        args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
     config = CobraConfig.from_preset(preset).with_overrides(args.set)  # fail on a bad config before loading data
     attack = _attack(args, config) if args.evaluate else None
     spec = _spec(args)

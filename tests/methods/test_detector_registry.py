@@ -1,0 +1,80 @@
+"""load_detector: one entry point for every saved detector, with clear errors for anything else."""
+
+import json
+
+import pytest
+import torch
+
+from robustad import Cobra
+from robustad.errors import CheckpointError
+from robustad.evaluation.suite import AttackSpec, SuiteConfig, run_suite
+from robustad.methods.deep_svdd import DeepSVDD
+from robustad.methods.knn import KNNDetector
+from robustad.methods.registry import DETECTORS, detector_class, load_detector
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def baselines(digits_split):
+    svdd = DeepSVDD(model__width=4, model__rep_dim=8, train__epochs=3, train__batch_size=16,
+                    train__steps_per_epoch=2, train__warmup_epochs=0).fit(digits_split.train, progress=False)
+    knn = KNNDetector(backbone_overrides={**TINY, "train.epochs": 1}).fit(digits_split.train, progress=False)
+    return {"deep-svdd": svdd, "knn": knn}
+
+
+def test_every_method_is_registered_under_its_own_name():
+    assert set(DETECTORS) == {"cobra", "deep-svdd", "knn"}
+    assert all(cls.name == name for name, cls in DETECTORS.items())
+    assert detector_class("knn") is KNNDetector
+    with pytest.raises(CheckpointError, match="known methods: cobra, deep-svdd, knn"):
+        detector_class("patchcore")
+
+
+def test_load_detector_picks_the_class_from_the_checkpoint(baselines, fitted_cobra, digits_split, tmp_path):
+    x = digits_split.test[:6]
+    for name, det in {**baselines, "cobra": fitted_cobra}.items():
+        det.save(tmp_path / name)
+        loaded = load_detector(tmp_path / name, device="cpu")
+        assert type(loaded) is type(det)
+        assert torch.allclose(loaded.score(x), det.score(x), atol=1e-6)
+
+
+def test_each_class_refuses_the_others_checkpoints(baselines, tmp_path):
+    baselines["deep-svdd"].save(tmp_path / "svdd")
+    baselines["knn"].save(tmp_path / "knn")
+    with pytest.raises(CheckpointError, match="'deep-svdd' checkpoint, not a 'cobra' one"):
+        Cobra.load(tmp_path / "svdd")
+    with pytest.raises(CheckpointError, match="'knn' checkpoint, not a 'deep-svdd' one"):
+        DeepSVDD.load(tmp_path / "knn")
+
+
+def test_load_detector_errors(baselines, tmp_path):
+    with pytest.raises(CheckpointError, match="not a robustad detector"):
+        load_detector(tmp_path)
+    baselines["knn"].save(tmp_path / "det")
+    meta_path = tmp_path / "det" / "detector.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "method": "patchcore"}))
+    with pytest.raises(CheckpointError, match="'patchcore'.*known methods: cobra, deep-svdd, knn"):
+        load_detector(tmp_path / "det")
+    meta_path.write_text(json.dumps({**meta, "kind": "something-else"}))
+    with pytest.raises(CheckpointError, match="does not describe a robustad detector"):
+        load_detector(tmp_path / "det")
+    meta_path.write_text("{oops")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_detector(tmp_path / "det")
+
+
+def test_the_attack_suite_runs_on_the_baselines(baselines, digits_split):
+    suite = SuiteConfig(eps=("8/255",), attacks=(
+        AttackSpec("pgd", steps=3), AttackSpec("apgd", steps=3), AttackSpec("square", queries=10),
+        AttackSpec("adaptive", steps=3), AttackSpec("transfer", steps=3),
+    ))
+    result = run_suite(baselines, digits_split.test, digits_split.test_labels, suite)
+    for method in baselines:
+        attacks = {r["attack"] for r in result.rows if r["method"] == method}
+        assert {"clean", "pgd-3x1", "apgd-ce-3x1", "square-10", "worst-case"} <= attacks
+        assert any(a.startswith("transfer:") for a in attacks)
+        # COBRA-specific adaptive attacks do not apply: no rows, nothing broken
+        assert not any(a.startswith("adaptive") for a in attacks)
+        assert result.auroc(method, "worst-case") <= result.auroc(method, "clean")
