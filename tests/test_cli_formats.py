@@ -227,3 +227,17 @@ def test_format_errors_are_clear(argv, match, tmp_path, capsys):
     assert main(full) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("method", ["csi", "deep-svdd", "knn", "at-cls"])
+def test_train_other_methods_and_evaluate_them(method, tmp_path):
+    out = tmp_path / method
+    argv = ["train", "--data", "digits", "--normal-class", "0", "--method", method, "--out", str(out), "--quiet",
+            "--max-test", "30", "--evaluate", "--steps", "1", *TINY]
+    assert main(argv) == 0
+    meta = json.loads((out / "detector.json").read_text())
+    assert meta["method"] == {"csi": "cobra", "at-cls": "cobra"}.get(method, method)
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert method in report["methods"]
+    assert main(["evaluate", "--detector", str(out), "--data", "digits", "--normal-class", "0", "--max-test", "20",
+                 "--steps", "1", "--out", str(tmp_path / "ev")]) == 0

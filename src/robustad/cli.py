@@ -20,6 +20,12 @@ def _dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+def _method_names() -> list[str]:
+    from robustad.methods.catalog import METHODS
+
+    return list(METHODS)
+
+
 def _classes(text: str) -> list[int | str]:
     """'3' -> [3]; '0-4' -> [0..4]; '1,3,5' -> [1,3,5]; 'coat' or 'coat,bag' -> class names."""
     out: list[int | str] = []
@@ -132,13 +138,14 @@ def _first_image_side(folder: str) -> int | None:
 
 
 def cmd_train(args) -> int:
-    from robustad.config import CobraConfig
     from robustad.pipeline import load_data, say, train_or_resume
 
     preset = _preset(args)
     if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
         args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
-    config = CobraConfig.from_preset(preset).with_overrides(args.set)  # fail on a bad config before loading data
+    from robustad.methods.catalog import build_detector
+
+    config = build_detector(args.method, preset, args.set).config  # fail on a bad config before loading data
     attack = _attack(args, config) if args.evaluate else None
     spec = _spec(args)
     if spec.image_size is None and config.image_size is not None:
@@ -149,27 +156,27 @@ def cmd_train(args) -> int:
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     out = Path(args.out)
-    detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet)
+    detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
     info = detector.fit_info_
     say(f"trained in {info.get('train_seconds', 0):.0f} s ({info.get('train_images_per_second', 0):.1f} normal images/s); "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
 
-        report = evaluate_detectors({"cobra": detector}, split, attack, out / "eval", title=split.describe())
+        report = evaluate_detectors({args.method: detector}, split, attack, out / "eval", title=split.describe())
         say(f"report: {report}")
     print(out)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from robustad.methods.cobra.detector import Cobra
+    from robustad.methods.registry import load_detector
     from robustad.pipeline import evaluate_detectors, load_data, say
 
     detectors = {}
     for item in args.detector:
         name, _, path = item.rpartition("=")
-        detectors[name or Path(path).name] = Cobra.load(path)
+        detectors[name or Path(path).name] = load_detector(path)
     spec = _spec(args)
     first = next(iter(detectors.values()))
     if spec.image_size is None and first.resize_to is not None:
@@ -189,7 +196,7 @@ def cmd_evaluate(args) -> int:
         surrogates = {}
         for item in args.surrogate:
             name, _, path = item.rpartition("=")
-            surrogates[name or Path(path).name] = Cobra.load(path)
+            surrogates[name or Path(path).name] = load_detector(path)
         if spec.max_test is None:  # the full test split would take hours under the suite
             spec.max_test = suite.num_test if suite else 200
     split = load_data(spec)
@@ -218,9 +225,9 @@ def cmd_score(args) -> int:
     import torch
 
     from robustad.data.folder import load_images
-    from robustad.methods.cobra.detector import Cobra
+    from robustad.methods.registry import load_detector
 
-    detector = Cobra.load(args.detector)
+    detector = load_detector(args.detector)
     size = detector.image_size_[0] if args.resize else None
     images, files = [], []
     for item in args.images:  # each a file or a folder
@@ -320,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
+    p.add_argument("--method", default="cobra", choices=_method_names(), metavar="METHOD",
+                   help="detector: " + ", ".join(_method_names()) + " (default: cobra; baselines and the "
+                        "paper's ablations train at the preset's budget)")
     p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
                    help="which of the data set's presets: cpu (minutes on a laptop) or paper (the paper's "
                         "settings, for a GPU) (default: cpu)")

@@ -20,7 +20,7 @@ from robustad.errors import DataError
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
 from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
-from robustad.methods.cobra.detector import META_FILE, Cobra, library_versions
+from robustad.methods.cobra.detector import META_FILE, library_versions
 
 
 def say(message: str) -> None:
@@ -86,12 +86,16 @@ def train_or_resume(
     out: Path,
     progress: bool = True,
     log: Callable[[str], None] = say,
-) -> Cobra:
-    """Fit a detector into `out`, or load it if a finished one is there (resumes a killed run)."""
+    method: str = "cobra",
+):
+    """Fit a detector of `method` into `out`, or load it if a finished one is there (resumes a killed run)."""
+    from robustad.methods.catalog import build_detector
+    from robustad.methods.registry import load_detector
+
     if (out / META_FILE).is_file():
         log(f"found a finished detector in {out}; loading it instead of training again")
-        return Cobra.load(out)
-    detector = Cobra.from_preset(config_preset, overrides=overrides)
+        return load_detector(out)
+    detector = build_detector(method, config_preset, overrides, log=log)
     detector.fit(train_images, run_dir=out, progress=progress, log=log)
     detector.save(out)
     return detector

@@ -363,7 +363,9 @@ class DeepSVDD(BaseDetector):
         detector = cls(config)
         if device is not None:
             detector.config.train.device = device
-        detector._build(int(meta["in_channels"]), tuple(meta["image_size"]), resolve_device(detector.config.train.device))
+        detector._build(
+            int(meta["in_channels"]), tuple(meta["image_size"]), resolve_device(detector.config.train.device)
+        )
         load_weights(detector.scorer, tensors, path)
         detector.scorer.to(detector.device).eval()
         restore_statistics(detector, meta)

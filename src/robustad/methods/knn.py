@@ -95,7 +95,9 @@ class KNNConfig(_ConfigMixin):
         if self.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not isinstance(self.backbone_overrides, dict):
-            raise ConfigError(f"backbone_overrides must be a mapping of COBRA config overrides, got {self.backbone_overrides!r}")
+            raise ConfigError(
+                f"backbone_overrides must be a mapping of COBRA config overrides, got {self.backbone_overrides!r}"
+            )
         if self.coreset_fraction is not None:
             self.coreset_fraction = float(self.coreset_fraction)
         _check_score(self.score, self.image_size)
@@ -257,7 +259,9 @@ class KNNDetector(BaseDetector):
         self.fit_info_: dict[str, Any] = {}
 
     @classmethod
-    def from_preset(cls, name: str, overrides: dict | list | None = None, backbone=None, **kwargs: Any) -> "KNNDetector":
+    def from_preset(
+        cls, name: str, overrides: dict | list | None = None, backbone=None, **kwargs: Any
+    ) -> "KNNDetector":
         return cls(KNNConfig.from_preset(name), overrides=overrides, backbone=backbone, **kwargs)
 
     @property

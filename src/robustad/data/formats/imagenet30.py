@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from robustad.data.folder import IMAGE_EXTENSIONS, read_image
 from robustad.data.formats import ClassData
@@ -114,14 +115,15 @@ def _read_split(folder: Path, names: tuple[str, ...], size: int) -> tuple[np.nda
             )
         files += found
         labels += [k] * len(found)
-    x = np.empty((len(files), 3, size, size), dtype=np.float32)
+    # uint8 after resizing: the 39k training images take 5.9 GB at 224 px instead of 23 GB as floats
+    x = np.empty((len(files), 3, size, size), dtype=np.uint8)
     for i, path in enumerate(files):
-        x[i] = read_image(path, size=size, channels=3).numpy()
+        x[i] = read_image(path, size=size, channels=3).mul_(255.0).round_().to(torch.uint8).numpy()
     return x, np.asarray(labels, dtype=np.int64)
 
 
 def load(root: PathLike | None = None, image_size: int | None = None) -> ClassData:
-    """ImageNet-30 as float32 ``[N, 3, S, S]`` in [0, 1] with S = ``image_size`` or 224."""
+    """ImageNet-30 as uint8 ``[N, 3, S, S]`` with S = ``image_size`` or 224 (each file resized as read)."""
     check_image_size(image_size)
     size = int(image_size) if image_size is not None else DEFAULT_SIZE
     train, test = split_folders(root)
