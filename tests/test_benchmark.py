@@ -1,0 +1,80 @@
+"""The benchmark runner on scikit-learn's digits: cells, resume, subprocess cells, tables."""
+
+import json
+
+import pytest
+
+from robustad.benchmark import BenchmarkSuite, Cell, aggregate, benchmark_suite, run_benchmark
+from robustad.benchmark.suites import ALL_METHODS
+from robustad.cli import main
+from robustad.errors import ConfigError
+from robustad.evaluation.suite import AttackSpec
+
+TINY = {"model.width": 4, "model.projection_dim": 16, "train.epochs": 1, "train.steps_per_epoch": 2,
+        "train.batch_size": 16, "adversarial.steps": 1, "train.warmup_epochs": 0}
+
+
+def _tiny_suite(methods=("cobra", "deep-svdd")):
+    return BenchmarkSuite(name="tiny", scale="cpu", datasets={"digits": ["0", "1"]}, methods=methods,
+                          max_train=60, max_test=20, train_overrides=TINY,
+                          attacks=(AttackSpec("pgd", steps=2), AttackSpec("square", queries=5)),
+                          sweep_factors=(2.0,), sweep_steps=2)
+
+
+def test_suites_cover_every_method_and_the_required_data():
+    quick, full = benchmark_suite("cpu-quick"), benchmark_suite("cpu-full")
+    assert set(ALL_METHODS) == set(quick.methods) == set(full.methods)
+    assert full.datasets["mnist"] == [str(c) for c in range(10)] == full.datasets["fashion-mnist"]
+    assert full.datasets["textures"] == ["brick", "grass", "gravel"]
+    assert len(full.cells()) == 23 * len(ALL_METHODS)
+    assert benchmark_suite("paper").scale == "paper"
+    with pytest.raises(ConfigError, match="unknown benchmark suite"):
+        benchmark_suite("gpu-huge")
+    with pytest.raises(ConfigError, match="no data set"):
+        quick.select(datasets=["cifar10"])
+
+
+def test_run_resume_and_aggregate(tmp_path):
+    suite = _tiny_suite()
+    outcome = run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
+    assert len(outcome["done"]) == 4 and not outcome["failed"]
+    record = json.loads((tmp_path / "cells" / "digits-0-cobra-s0.json").read_text())
+    for key in ("auroc_clean", "auroc_attack", "eps_sweep", "train_seconds", "score_ms_per_image", "peak_rss_mb"):
+        assert record[key] is not None
+    assert record["auroc_attack"] <= record["auroc_clean"] + 1e-9  # the worst case starts from the clean scores
+    assert record["eps_255"] == pytest.approx(8.0) and "16/255" in record["eps_sweep"]
+    assert set(record["attacks"]) >= {"pgd-2x1", "square-5"}
+    again = run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
+    assert again["done"] == [] and len(again["skipped"]) == 4
+    report = aggregate(tmp_path)
+    text = report.read_text()
+    assert "| cobra |" in text and "| deep-svdd |" in text and "Per class" in text
+    assert (tmp_path / "results.csv").read_text().count("\n") == 5
+    assert (tmp_path / "clean_vs_attacked.png").stat().st_size > 1000
+
+
+def test_a_cell_in_its_own_process(tmp_path):
+    suite = _tiny_suite(methods=("cobra",)).select(classes=["0"])
+    outcome = run_benchmark(suite, tmp_path, log=lambda m: None)
+    assert outcome["done"] == ["digits-0-cobra-s0"], outcome
+    record = json.loads((tmp_path / "cells" / "digits-0-cobra-s0.json").read_text())
+    assert record["peak_rss_mb"] > 50
+
+
+def test_rerunning_a_cell_reproduces_its_auroc(tmp_path):
+    from robustad.benchmark import run_cell
+
+    suite = _tiny_suite(methods=("cobra",))
+    cell = Cell("digits", "1", "cobra", 0)
+    a = run_cell(suite, cell, tmp_path / "a", log=lambda m: None)
+    b = run_cell(suite, cell, tmp_path / "b", log=lambda m: None)
+    assert a["auroc_clean"] == pytest.approx(b["auroc_clean"], abs=1e-6)
+    assert a["auroc_attack"] == pytest.approx(b["auroc_attack"], abs=0.02)
+
+
+def test_cli_benchmark_selection_and_aggregate_only(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["benchmark", "--suite", "cpu-quick", "--aggregate-only", "--out", str(out)]) == 2
+    assert "no cell results" in capsys.readouterr().err
+    assert main(["benchmark", "--suite", "cpu-quick", "--methods", "nope", "--out", str(out)]) == 2
+    assert "unknown method" in capsys.readouterr().err
