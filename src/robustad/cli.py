@@ -275,19 +275,14 @@ def cmd_data(args) -> int:
             print(fetch_mnist())
             return 0
         if info.name == "fashion-mnist":
-            from robustad.data.mnist import FASHION_MNIST_ROOT, load_fashion_mnist
+            from robustad.data.mnist import fetch_fashion_mnist, load_fashion_mnist
 
-            root = args.root or FASHION_MNIST_ROOT
-            try:
-                load_fashion_mnist("train", root=root)
-                load_fashion_mnist("test", root=root)
-            except RobustADError as err:
-                raise RobustADError(
-                    f"{err}\nFashion-MNIST comes from the Debian package dataset-fashion-mnist: "
-                    "`sudo apt-get install -y dataset-fashion-mnist` (or, without root: `apt-get download "
-                    "dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb DIR` and pass "
-                    "--root DIR/usr/share/datasets/fashion-mnist)") from None
-            print(f"fashion-mnist is readable in {root} (IDX files checked)")
+            if args.root:
+                load_fashion_mnist("train", root=args.root)
+                load_fashion_mnist("test", root=args.root)
+                print(f"fashion-mnist is readable in {args.root}")
+                return 0
+            print(fetch_fashion_mnist())
             return 0
         if info.name in ("digits", "textures"):
             print(f"{info.name} ships with the installed libraries; nothing to fetch")

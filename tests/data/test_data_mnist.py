@@ -274,7 +274,7 @@ def test_load_fashion_mnist_names_missing_files(tmp_path):
         mnist.load_fashion_mnist("train", root=tmp_path)
     msg = str(err.value)
     assert "t10k-labels-idx1-ubyte.gz" in msg and str(tmp_path) in msg
-    assert "apt-get install dataset-fashion-mnist" in msg and "--root" in msg
+    assert "robustad data fetch fashion-mnist" in msg and "--root" in msg
     assert f"missing in '{tmp_path}': t10k-labels-idx1-ubyte.gz." in msg  # only the missing one
 
 

@@ -288,6 +288,111 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 # ------------------------------------------------------------------ Fashion-MNIST
 
+FASHION_DEB_PACKAGE = "dataset-fashion-mnist"
+FASHION_DEB_VERSION = "0.0~git20200523.55506a9-1"
+FASHION_DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+_FASHION_DIR = "fashion-mnist"
+_DEB_DATA_PREFIX = "./usr/share/datasets/fashion-mnist/"
+
+
+def fashion_mnist_cache(cache: Path | None = None) -> Path:
+    return (Path(cache) if cache is not None else cache_dir()) / _FASHION_DIR
+
+
+def default_fashion_root() -> Path:
+    """The system copy (Debian package installed) if it is there, else robustad's cache folder."""
+    if all((FASHION_MNIST_ROOT / name).is_file() for name in FASHION_MNIST_SHA256):
+        return FASHION_MNIST_ROOT
+    return fashion_mnist_cache()
+
+
+def _verified(folder: Path) -> bool:
+    return all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in FASHION_MNIST_SHA256.items())
+
+
+def download_deb(dest: Path, quiet: bool = False) -> Path:
+    """`apt-get download` the pinned Fashion-MNIST package into ``dest`` (no root needed)."""
+    cmd = ["apt-get", "download", f"{FASHION_DEB_PACKAGE}={FASHION_DEB_VERSION}"]
+    try:
+        proc = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DatasetNotFoundError(f"could not run `{' '.join(cmd)}` ({exc}); {_fashion_manual()}") from exc
+    debs = sorted(dest.glob("*.deb"))
+    if proc.returncode != 0 or len(debs) != 1:
+        detail = " | ".join((proc.stderr or "").strip().splitlines()[-2:])
+        raise DatasetNotFoundError(f"`{' '.join(cmd)}` failed ({detail or proc.returncode}); {_fashion_manual()}")
+    return debs[0]
+
+
+def _fashion_manual() -> str:
+    return (f"get the Debian package {FASHION_DEB_PACKAGE} ({FASHION_DEB_VERSION}) by hand, e.g. "
+            f"`apt-get install {FASHION_DEB_PACKAGE}`, or copy its four IDX files "
+            f"({', '.join(FASHION_MNIST_SHA256)}) into '{fashion_mnist_cache()}'")
+
+
+def _ar_members(data: bytes) -> dict[str, bytes]:
+    """Members of an ar archive (a .deb is one); written here because the standard library has no ar reader."""
+    if not data.startswith(b"!<arch>\n"):
+        raise DatasetNotFoundError("the downloaded package is not a Debian archive (no ar header)")
+    members, pos = {}, 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        members[name] = data[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size % 2)  # members are 2-byte aligned
+    return members
+
+
+def _extract_fashion(deb: Path, folder: Path) -> None:
+    import tarfile
+
+    members = _ar_members(deb.read_bytes())
+    payload = next((v for k, v in members.items() if k.startswith("data.tar")), None)
+    if payload is None:
+        raise DatasetNotFoundError(f"'{deb.name}' has no data.tar member; {_fashion_manual()}")
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as tar:
+        for name, digest in FASHION_MNIST_SHA256.items():
+            try:
+                blob = tar.extractfile(_DEB_DATA_PREFIX + name).read()
+            except (KeyError, AttributeError):
+                raise DatasetNotFoundError(f"'{deb.name}' lacks {name}; {_fashion_manual()}") from None
+            if sha256_bytes(blob) != digest:
+                raise DatasetNotFoundError(f"{name} in '{deb.name}' has the wrong SHA-256; {_fashion_manual()}")
+            atomic_write_bytes(folder / name, blob)
+
+
+def fetch_fashion_mnist(cache: Path | None = None, quiet: bool = False) -> Path:
+    """Make Fashion-MNIST's four IDX files available, checksum-verified; return their folder.
+
+    Uses the system copy if Debian's package is installed; otherwise downloads the pinned
+    package with `apt-get download` (no root needed), checks its SHA-256, and extracts the four
+    files (each checked too) into robustad's cache.
+    """
+    if cache is None and _verified(FASHION_MNIST_ROOT):
+        return FASHION_MNIST_ROOT
+    folder = fashion_mnist_cache(cache)
+    if _verified(folder):
+        return folder
+    if not quiet:
+        print(f"robustad: fetching the Debian package {FASHION_DEB_PACKAGE} ({FASHION_DEB_VERSION})",
+              file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="robustad-fashion-") as tmp:
+        deb = download_deb(Path(tmp), quiet=quiet)
+        digest = sha256_file(deb)
+        if digest != FASHION_DEB_SHA256:
+            raise DatasetNotFoundError(
+                f"'{deb.name}' has SHA-256 {digest}, expected {FASHION_DEB_SHA256}; refusing to use it. "
+                + _fashion_manual())
+        _extract_fashion(deb, folder)
+    return folder
+
 
 def load_fashion_mnist(
     split: str = "train", root: str | os.PathLike[str] | None = None
@@ -295,16 +400,17 @@ def load_fashion_mnist(
     """Load Fashion-MNIST as ``(images uint8 [N,28,28], labels int64 [N])`` from IDX files.
 
     ``root`` defaults to ``/usr/share/datasets/fashion-mnist``, where Debian's
-    ``dataset-fashion-mnist`` package installs the four ``*-ubyte.gz`` files.
+    ``dataset-fashion-mnist`` package installs the four ``*-ubyte.gz`` files, or, without it,
+    robustad's cache, where ``robustad data fetch fashion-mnist`` puts them.
     """
     _check_split(split)
-    folder = Path(root) if root is not None else FASHION_MNIST_ROOT
+    folder = Path(root) if root is not None else default_fashion_root()
     needed = [folder / name for names in FASHION_MNIST_FILES.values() for name in names]
     missing = [p.name for p in needed if not p.is_file()]
     if missing:
         raise DatasetNotFoundError(
             f"Fashion-MNIST files missing in '{folder}': {', '.join(missing)}. "
-            "Install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+            "Run `robustad data fetch fashion-mnist` (Debian package, checksum verified), "
             "or pass --root / root= pointing at a folder holding the four IDX files "
             f"({', '.join(p.name for p in needed)})."
         )

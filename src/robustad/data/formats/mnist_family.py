@@ -22,6 +22,7 @@ from robustad.data.mnist import (
     _MNIST_NPZ,
     FASHION_MNIST_FILES,
     FASHION_MNIST_ROOT,
+    default_fashion_root,
     MNIST_PKL_SHA256,
     _mnist_path,
     load_fashion_mnist,
@@ -74,7 +75,8 @@ without --root, <root> is robustad's cache: $ROBUSTAD_CACHE or ~/.cache/robustad
 LAYOUT_FASHION = f"""\
 <root>/{FASHION_MNIST_FILES["train"][0]}  <root>/{FASHION_MNIST_FILES["train"][1]}
 <root>/{FASHION_MNIST_FILES["test"][0]}   <root>/{FASHION_MNIST_FILES["test"][1]}
-Without --root, <root> is {FASHION_MNIST_ROOT} (Debian/Ubuntu: apt-get install dataset-fashion-mnist).
+Without --root, <root> is {FASHION_MNIST_ROOT} if Debian's dataset-fashion-mnist is installed, else
+robustad's cache folder, which `robustad data fetch fashion-mnist` fills (checksum verified).
 """
 
 LAYOUT_DIGITS = "Ships with scikit-learn (sklearn.datasets.load_digits); no files needed.\n"
@@ -213,7 +215,7 @@ def load_mnist_set(root: PathLike | None = None, image_size: int | None = None) 
 
 def check_fashion(root: PathLike | None = None) -> list[str]:
     """Problems that stop :func:`load_fashion` (empty list: usable); reads only file headers."""
-    folder = Path(root).expanduser() if root is not None else FASHION_MNIST_ROOT
+    folder = Path(root).expanduser() if root is not None else default_fashion_root()
     if not folder.is_dir():
         return [f"folder '{folder}' does not exist; expected layout:\n{LAYOUT_FASHION.rstrip()}"]
     problems = []
