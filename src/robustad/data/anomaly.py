@@ -18,7 +18,7 @@ import torch
 from robustad.data.folder import _convert_channels, _resize_one, read_image, read_mask
 from robustad.errors import DataError
 
-__all__ = ["Item", "build_anomaly_split", "require_dir", "require_file"]
+__all__ = ["Item", "build_anomaly_split", "pick_category", "require_dir", "require_file", "root_problem"]
 
 PathLike = str | os.PathLike[str]
 
@@ -30,6 +30,25 @@ class Item:
     path: Path
     label: int = 0
     mask: Path | None = None
+
+
+def root_problem(root: PathLike | None, layout: str) -> str | None:
+    """Why ``root`` cannot hold the data set (None if it is an existing folder)."""
+    if root is None:
+        return f"no root given: pass --root, the folder laid out as:\n{layout}"
+    if not Path(root).is_dir():
+        return f"root folder '{root}' does not exist; it must be laid out as:\n{layout}"
+    return None
+
+
+def pick_category(category: str | None, found: list[str], label: str, where: PathLike, noun: str = "category",
+                  plural: str | None = None) -> str:
+    """``category`` if it is one of ``found``, else an error naming the value and listing them."""
+    if category not in found:
+        what = "name a category" if category is None else f"no {noun} {category!r} in '{where}'"
+        plural = plural or {"category": "categories", "class": "classes"}.get(noun, noun + "s")
+        raise DataError(f"{label}: {what}; {plural} found: {', '.join(found) or 'none'}.")
+    return category
 
 
 def require_dir(path: PathLike, what: str, hint: str = "") -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.anomaly import Item, build_anomaly_split, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS
 from robustad.errors import DataError, DatasetNotFoundError
 
@@ -42,11 +42,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _root_problem(root: PathLike | None) -> str | None:
-    if root is None:
-        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
-    if not Path(root).is_dir():
-        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
-    return None
+    return root_problem(root, LAYOUT)
 
 
 def categories(root: PathLike | None) -> list[str]:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
 
 __all__ = ["LAYOUT", "categories", "check", "load", "read_labels"]
@@ -87,11 +87,7 @@ def categories(root: PathLike | None) -> list[str]:
 
 
 def _root_problem(root: PathLike | None) -> str | None:
-    if root is None:
-        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
-    if not Path(root).is_dir():
-        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
-    return None
+    return root_problem(root, LAYOUT)
 
 
 def _split(cat_dir: Path, split: str) -> list[tuple[Path, Label, Path | None]]:
@@ -155,9 +151,7 @@ def load(
         raise DatasetNotFoundError(f"DAGM: {problem}")
     root = Path(root)
     cats = categories(root)
-    if category not in cats:
-        what = "name a category" if category is None else f"no class {category!r} in '{root}'"
-        raise DataError(f"DAGM: {what}; classes found: {', '.join(cats) or 'none'}.")
+    pick_category(category, cats, "DAGM", root, noun="class")
     cat_dir = root / category
     train = [image for image, lab, _ in _split(cat_dir, "Train") if lab.defect == 0]
     items = [Item(image, lab.defect, mask) for image, lab, mask in _split(cat_dir, "Test")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.anomaly import Item, build_anomaly_split, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
 
 __all__ = ["LAYOUT", "categories", "check", "load"]
@@ -46,11 +46,7 @@ def _csv_path(root: Path, split: str) -> Path:
 
 
 def _root_problem(root: PathLike | None) -> str | None:
-    if root is None:
-        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
-    if not Path(root).is_dir():
-        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
-    return None
+    return root_problem(root, LAYOUT)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, str, str]]]:

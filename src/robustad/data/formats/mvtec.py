@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
 from robustad.errors import DataError, DatasetNotFoundError
 
@@ -49,11 +49,7 @@ def _mask_path(cat_dir: Path, defect: str, image: Path) -> Path:
 
 
 def _root_problem(root: PathLike | None) -> str | None:
-    if root is None:
-        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
-    if not Path(root).is_dir():
-        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
-    return None
+    return root_problem(root, LAYOUT)
 
 
 def _category_problems(cat_dir: Path) -> list[str]:
@@ -108,9 +104,7 @@ def load(
         raise DatasetNotFoundError(f"MVTec AD: {problem}")
     root = Path(root)
     cats = categories(root)
-    if category not in cats:
-        what = "name a category" if category is None else f"no category {category!r} in '{root}'"
-        raise DataError(f"MVTec AD: {what}; categories found: {', '.join(cats) or 'none'}.")
+    pick_category(category, cats, "MVTec AD", root)
     cat_dir = root / category
     good = cat_dir / "train" / GOOD
     if not good.is_dir():

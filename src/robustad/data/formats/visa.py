@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
 
 __all__ = ["LAYOUT", "categories", "check", "load"]
@@ -43,10 +43,9 @@ class _Row:
 
 
 def _root_problem(root: PathLike | None) -> str | None:
-    if root is None:
-        return f"no root given: pass --root, the folder laid out as:\n{LAYOUT}"
-    if not Path(root).is_dir():
-        return f"root folder '{root}' does not exist; it must be laid out as:\n{LAYOUT}"
+    problem = root_problem(root, LAYOUT)
+    if problem:
+        return problem
     if not (Path(root) / SPLIT_FILE).is_file():
         return f"split file '{Path(root) / SPLIT_FILE}' ({SPLIT_FILE.as_posix()}) is missing; the root must be laid out as:\n{LAYOUT}"
     return None
@@ -145,9 +144,7 @@ def load(
     root = Path(root)
     rows = _rows(root)
     cats = sorted({r.object for r in rows})
-    if category not in cats:
-        what = "name a category" if category is None else f"no object {category!r} in '{root / SPLIT_FILE}'"
-        raise DataError(f"VisA: {what}; objects found: {', '.join(cats) or 'none'}.")
+    pick_category(category, cats, "VisA", root / SPLIT_FILE, noun="object")
     train: list[Path] = []
     items: list[Item] = []
     for row in (r for r in rows if r.object == category):
