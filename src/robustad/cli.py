@@ -353,8 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a detector on normal images and save it",
-                       description="Train COBRA on the normal images of a data set or folder; save it to --out. "
-                                   "Re-running the same command resumes an interrupted run.")
+                       description="Train a detector (COBRA unless --method says otherwise) on the normal images of a "
+                                   "data set or folder; save it to --out. The data set's own preset is used unless "
+                                   "--preset is given. Re-running the same command resumes an interrupted run.")
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
