@@ -173,6 +173,8 @@ def cmd_evaluate(args) -> int:
     from robustad.methods.registry import load_detector
     from robustad.pipeline import evaluate_detectors, load_data, say
 
+    if args.suite_eps and not args.suite:
+        raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
     detectors = {}
     for item in args.detector:
         name, _, path = item.rpartition("=")
@@ -187,8 +189,6 @@ def cmd_evaluate(args) -> int:
 
         suite = suite_preset(args.suite) if args.suite else None
         if args.suite_eps:
-            if suite is None:
-                raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
             suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
             suite.validate()
         eps = args.eps if args.eps is not None else first.config.evaluation.eps

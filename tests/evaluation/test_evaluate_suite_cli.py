@@ -35,3 +35,16 @@ def test_cli_accepts_every_suite_preset():
     parser = build_parser()
     for name in SUITE_PRESETS:
         assert parser.parse_args(["evaluate", "--detector", "d", "--suite", name]).suite == name
+
+
+def test_suite_eps_runs_the_attacks_at_other_budgets(fitted_cobra, tmp_path, capsys):
+    det = fitted_cobra.save(tmp_path / "det")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--detector", f"tiny={det}", "--data", "digits", "--normal-class", "0", "--max-test", "20",
+                 "--suite", "quick", "--suite-eps", "2/255,4/255", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    worst = {round(r["eps_255"]) for r in report["worst_case"]}
+    assert {2, 4} <= worst and 8 not in worst  # the preset's 8/255 was replaced
+    assert main(["evaluate", "--detector", str(det), "--data", "digits", "--suite-eps", "4/255",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--suite-eps needs --suite" in capsys.readouterr().err
