@@ -146,3 +146,14 @@ def test_config_round_trips_and_validates():
 def test_pgd_does_not_raise_auroc(knn, digits_split):
     result = evaluate_robustness(knn, digits_split.test, digits_split.test_labels, AttackConfig(eps="8/255", steps=5))
     assert result.auroc_attack <= result.auroc_clean  # seen 0.97 -> 0.79 here
+
+
+def test_candidates_are_capped_before_the_coreset(digits_split):
+    from robustad.methods.knn import KNNDetector
+
+    det = KNNDetector(backbone_overrides={"model.width": 4, "model.projection_dim": 16, "train.epochs": 1,
+                                          "train.steps_per_epoch": 1, "train.batch_size": 16},
+                      max_candidates=300, coreset_fraction=0.5).fit(digits_split.train[:40], progress=False)
+    assert det.fit_info_["num_candidates"] == 300 and det.fit_info_["num_bank"] == 150
+    with pytest.raises(Exception, match="max_candidates"):
+        KNNDetector(max_candidates=0)

@@ -67,6 +67,9 @@ class KNNConfig(_ConfigMixin):
     coreset_fraction: float | None = None  # share of the bank kept; None = 0.1 in patch mode, 1 in image mode
     projection_dim: int = 128  # random projection used only to speed up coreset selection; 0 = none
     bank_size: int | None = 20000  # cap on bank entries (the coreset picks them); None = no cap
+    # patch features the coreset chooses from (a seeded random subset when there are more): greedy
+    # k-center costs bank x candidates distance evaluations, hours on a CPU for 500k patches
+    max_candidates: int | None = 50000
     chunk_size: int = 4096  # rows per side of each cdist block: memory ~ chunk_size^2 floats
     seed: int = 0  # coreset selection (the backbone has its own train.seed)
     device: str = "auto"
@@ -92,6 +95,8 @@ class KNNConfig(_ConfigMixin):
             raise ConfigError(f"projection_dim must be >= 0, got {self.projection_dim}")
         if self.bank_size is not None and self.bank_size < 1:
             raise ConfigError(f"bank_size must be >= 1 or null, got {self.bank_size}")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise ConfigError(f"max_candidates must be >= 1 or null, got {self.max_candidates}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if not isinstance(self.backbone_overrides, dict):
@@ -312,6 +317,10 @@ class KNNDetector(BaseDetector):
         with torch.no_grad():
             feats = torch.cat([self.scorer.features(c.to(device)).flatten(0, 1)
                                for c in train_x.split(self.config.score.batch_size)])
+        cap = self.config.max_candidates
+        if cap is not None and feats.shape[0] > cap:
+            keep = torch.randperm(feats.shape[0], generator=torch.Generator().manual_seed(self.config.seed))[:cap]
+            feats = feats[keep.sort().values.to(feats.device)]
         size = max(1, int(round(self.config.effective_coreset_fraction() * feats.shape[0])))
         if self.config.bank_size is not None:
             size = min(size, self.config.bank_size)
