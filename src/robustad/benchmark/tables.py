@@ -86,7 +86,7 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
                 f"{max(c['peak_rss_mb'] for c in mine):.0f} | {f'{paper[0]} / {paper[1]}' if paper else ''} |")
         lines.append("")
         if len(classes) > 1:
-            lines += [f"Per class, clean / attacked:", "",
+            lines += ["Per class, clean / attacked:", "",
                       "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
             for method in _order(c["method"] for c in rows):
                 cellmap = {c["normal"]: c for c in rows if c["method"] == method}

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from robustad.config import CobraConfig, EvaluationConfig
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
-from robustad.methods.deep_svdd import (
+from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     _check_evaluation,
     _check_score,

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
