@@ -158,7 +158,9 @@ def cmd_train(args) -> int:
     out = Path(args.out)
     detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
     info = detector.fit_info_
-    say(f"trained in {info.get('train_seconds', 0):.0f} s ({info.get('train_images_per_second', 0):.1f} normal images/s); "
+    seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
+    speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""
+    say(f"trained in {seconds:.0f} s{speed}; "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
