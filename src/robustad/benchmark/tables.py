@@ -113,11 +113,11 @@ def _plot(cells: list[dict], path: Path) -> None:
             mine = [c for c in rows if c["method"] == method]
             x = statistics.mean(c["auroc_clean"] for c in mine)
             y = statistics.mean(c["auroc_attack"] for c in mine)
-            ax.scatter([100 * x], [100 * y], s=40)
-            ax.annotate(method, (100 * x, 100 * y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+            ax.scatter([100 * x], [100 * y], s=40, label=method, marker="o" if method == "cobra" else "x")
         ax.plot([0, 100], [0, 100], color="grey", lw=0.5, ls="--")
         ax.set(xlim=(0, 100), ylim=(0, 100), xlabel="clean AUROC %", ylabel="attacked AUROC % (worst case)",
                title=dataset)
+        ax.legend(fontsize=7, loc="upper left")  # labels next to points overlap where methods cluster
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
