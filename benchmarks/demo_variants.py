@@ -24,7 +24,7 @@ from robustad import Cobra
 from robustad.data.datasets import load_split
 from robustad.evaluation.metrics import auroc
 from robustad.methods.adversarial import pgd_maximize
-from robustad.methods.cobra.detector import META_FILE
+from robustad.methods.checkpoint import META_FILE
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from robustad.errors import DataError
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
 from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
-from robustad.methods.cobra.detector import META_FILE, library_versions
+from robustad.methods.checkpoint import META_FILE, library_versions
 
 
 def say(message: str) -> None:

@@ -39,7 +39,7 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
 
     from robustad.data.registry import load_dataset, preset_for
     from robustad.evaluation.suite import WORST, run_suite
-    from robustad.methods.cobra.detector import library_versions
+    from robustad.methods.checkpoint import library_versions
     from robustad.pipeline import train_or_resume
     from robustad.evaluation.report import write_json
 

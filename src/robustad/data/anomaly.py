@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from robustad.data.folder import _convert_channels, _resize_one, read_image, read_mask
-from robustad.errors import DataError
+from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["Item", "build_anomaly_split", "pick_category", "require_dir", "require_file", "root_problem"]
+__all__ = ["Item", "build_anomaly_split", "existing_root", "pick_category", "require_dir", "require_file", "root_problem"]
 
 PathLike = str | os.PathLike[str]
 
@@ -39,6 +39,13 @@ def root_problem(root: PathLike | None, layout: str) -> str | None:
     if not Path(root).is_dir():
         return f"root folder '{root}' does not exist; it must be laid out as:\n{layout}"
     return None
+
+
+def existing_root(root: PathLike | None, problem: str | None, label: str) -> Path:
+    """``root`` as a Path, or DatasetNotFoundError with ``problem`` (from the format's root check)."""
+    if problem:
+        raise DatasetNotFoundError(f"{label}: {problem}")
+    return Path(root)
 
 
 def pick_category(category: str | None, found: list[str], label: str, where: PathLike, noun: str = "category",

@@ -27,15 +27,17 @@ from robustad.methods.baseline_common import (
     _check_evaluation,
     _check_score,
     _ConfigMixin,
+    load_normal_images,
+    run_fingerprint,
+    split_holdout,
+)
+from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
     detector_meta,
-    load_normal_images,
     load_weights,
     read_checkpoint,
     restore_statistics,
-    run_fingerprint,
-    split_holdout,
     write_checkpoint,
 )
 from robustad.methods.training import TrainReport, resolve_device, train

@@ -36,14 +36,16 @@ from robustad.methods.baseline_common import (
     _check_score,
     _ConfigMixin,
     _parse_overrides,
+    load_normal_images,
+    split_holdout,
+)
+from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
     detector_meta,
-    load_normal_images,
     load_weights,
     read_checkpoint,
     restore_statistics,
-    split_holdout,
     write_checkpoint,
 )
 from robustad.methods.training import resolve_device

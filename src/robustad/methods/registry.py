@@ -10,7 +10,7 @@ from pathlib import Path
 from robustad.errors import CheckpointError
 from robustad.methods.base import BaseDetector
 from robustad.methods.cobra.detector import Cobra
-from robustad.methods.baseline_common import read_meta
+from robustad.methods.checkpoint import read_meta
 from robustad.methods.deep_svdd import DeepSVDD
 from robustad.methods.knn import KNNDetector
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, root_problem
+from robustad.data.anomaly import Item, build_anomaly_split, existing_root, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS
 from robustad.errors import DataError, DatasetNotFoundError
 
@@ -79,9 +79,7 @@ def load(
     seed: int = 0,
 ):
     """The ID/OOD folders as an :class:`AnomalySplit` (OOD test images are the anomalies)."""
-    problem = _root_problem(root)
-    if problem:
-        raise DatasetNotFoundError(f"Cityscapes ID/OOD: {problem}")
+    root = existing_root(root, _root_problem(root), "Cityscapes ID/OOD")
     if category not in (None, CATEGORY):
         raise DataError(f"Cityscapes ID/OOD: no category {category!r}; it has one, {CATEGORY!r} (or leave it out).")
     found = {}

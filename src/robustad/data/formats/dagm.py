@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
-from robustad.errors import DataError, DatasetNotFoundError
+from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
+from robustad.errors import DataError
 
 __all__ = ["LAYOUT", "categories", "check", "load", "read_labels"]
 
@@ -146,10 +146,7 @@ def load(
     seed: int = 0,
 ):
     """One DAGM class as an :class:`AnomalySplit`: defect-free training images, masked test set."""
-    problem = _root_problem(root)
-    if problem:
-        raise DatasetNotFoundError(f"DAGM: {problem}")
-    root = Path(root)
+    root = existing_root(root, _root_problem(root), "DAGM")
     cats = categories(root)
     pick_category(category, cats, "DAGM", root, noun="class")
     cat_dir = root / category

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.anomaly import Item, build_anomaly_split, root_problem
+from robustad.data.anomaly import Item, build_anomaly_split, existing_root, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
 
 __all__ = ["LAYOUT", "categories", "check", "load"]
@@ -169,10 +169,7 @@ def load(
     seed: int = 0,
 ):
     """ISIC 2018 with diagnosis ``category`` as normal, as an :class:`AnomalySplit` (no masks)."""
-    problem = _root_problem(root)
-    if problem:
-        raise DatasetNotFoundError(f"ISIC: {problem}")
-    root = Path(root)
+    root = existing_root(root, _root_problem(root), "ISIC")
     table = _csv_path(root, "Training")
     if not table.is_file():
         raise DatasetNotFoundError(

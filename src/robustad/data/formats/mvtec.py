@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
+from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
-from robustad.errors import DataError, DatasetNotFoundError
+from robustad.errors import DataError
 
 __all__ = ["LAYOUT", "categories", "check", "load"]
 
@@ -99,10 +99,7 @@ def load(
     seed: int = 0,
 ):
     """One MVTec AD category as an :class:`AnomalySplit` with masks for the test images."""
-    problem = _root_problem(root)
-    if problem:
-        raise DatasetNotFoundError(f"MVTec AD: {problem}")
-    root = Path(root)
+    root = existing_root(root, _root_problem(root), "MVTec AD")
     cats = categories(root)
     pick_category(category, cats, "MVTec AD", root)
     cat_dir = root / category

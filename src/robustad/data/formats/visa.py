@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, pick_category, root_problem
-from robustad.errors import DataError, DatasetNotFoundError
+from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
+from robustad.errors import DataError
 
 __all__ = ["LAYOUT", "categories", "check", "load"]
 
@@ -138,10 +138,7 @@ def load(
     seed: int = 0,
 ):
     """One VisA object as an :class:`AnomalySplit` with masks for the anomalous test images."""
-    problem = _root_problem(root)
-    if problem:
-        raise DatasetNotFoundError(f"VisA: {problem}")
-    root = Path(root)
+    root = existing_root(root, _root_problem(root), "VisA")
     rows = _rows(root)
     cats = sorted({r.object for r in rows})
     pick_category(category, cats, "VisA", root / SPLIT_FILE, noun="object")

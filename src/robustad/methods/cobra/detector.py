@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 import robustad
 from robustad.config import CobraConfig
 from robustad.data.arrays import to_image_tensor
-from robustad.errors import CheckpointError, DataError
+from robustad.errors import DataError
 from robustad.methods.base import BaseDetector
+from robustad.methods.checkpoint import (
+    CHECKPOINT_FORMAT,
+    calibrate,
+    config_from_meta,
+    detector_meta,
+    load_weights,
+    read_checkpoint,
+    restore_statistics,
+    write_checkpoint,
+)
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
 from robustad.methods.training import TrainReport, resolve_device, train
@@ -27,23 +32,6 @@ from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
 
-CHECKPOINT_FORMAT = 1
-WEIGHTS_FILE = "detector.safetensors"
-META_FILE = "detector.json"
-
-
-def library_versions() -> dict[str, str]:
-    import kornia
-    import sklearn
-
-    return {
-        "robustad": robustad.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "kornia": kornia.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
 
 
 class Cobra(BaseDetector):
@@ -185,14 +173,7 @@ class Cobra(BaseDetector):
 
     def _calibrate(self, holdout_x: torch.Tensor) -> None:
         """Threshold at the target false-positive rate on held-out normals, plus a scale for attacks."""
-        if holdout_x.shape[0] == 0:
-            self.threshold_ = float("nan")
-            self.score_center_, self.score_scale_ = 0.0, 1.0
-            return
-        scores = self.score(holdout_x).double()
-        self.threshold_ = float(torch.quantile(scores, 1.0 - self.config.score.target_fpr))
-        self.score_center_ = float(scores.median())
-        self.score_scale_ = float(scores.std()) if scores.numel() > 1 and scores.std() > 0 else 1.0
+        calibrate(self, holdout_x, self.config.score.target_fpr)
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if self.scorer.training:  # the score is defined in eval mode (running BatchNorm statistics)
@@ -208,77 +189,20 @@ class Cobra(BaseDetector):
     def save(self, path: str | Path) -> Path:
         """Write detector.safetensors (weights, bank) and detector.json (config, statistics)."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.scorer.state_dict().items()}
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "kind": "robustad-detector",
-            "method": self.name,
-            "robustad_version": robustad.__version__,
-            "config": self.config.to_dict(),
-            "in_channels": self.in_channels_,
-            "image_size": list(self.image_size_),
-            "threshold": self.threshold_,
-            "score_center": self.score_center_,
-            "score_scale": self.score_scale_,
-            "fit_info": self.fit_info_,
-            "library_versions": library_versions(),
-        }
-        tmp = path / (WEIGHTS_FILE + ".tmp")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path / WEIGHTS_FILE)
-        (path / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=float))
-        os.replace(path / (META_FILE + ".tmp"), path / META_FILE)
-        return path
+        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Cobra":
         path = Path(path)
-        meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise CheckpointError(
-                f"{path} is not a robustad detector: it needs {META_FILE} and {WEIGHTS_FILE} "
-                "(as written by save() or `robustad train`)"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
-        if meta.get("kind") != "robustad-detector" or meta.get("method") != cls.name:
-            raise CheckpointError(f"{path} holds a {meta.get('method', 'unknown')!r} checkpoint, not a {cls.name!r} one")
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{path} has checkpoint format {meta.get('format')} (written by robustad "
-                f"{meta.get('robustad_version')}); this robustad {robustad.__version__} reads format "
-                f"{CHECKPOINT_FORMAT}. Re-train, or install the robustad version that wrote it."
-            )
-        try:
-            config = CobraConfig.from_dict(meta["config"], source=str(meta_path))
-        except robustad.ConfigError as err:
-            raise CheckpointError(f"{path}: its config does not fit this robustad version: {err}") from None
-        detector = cls(config)
+        meta, tensors = read_checkpoint(path, cls.name)
+        detector = cls(config_from_meta(CobraConfig, meta, path))
         if device is not None:
             detector.config.train.device = device
-        try:
-            tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{weights_path} is not a readable safetensors file ({err})") from None
         detector._build(int(meta["in_channels"]), tuple(meta["image_size"]), resolve_device(detector.config.train.device))
         detector.scorer.bank = torch.empty_like(tensors.get("bank", torch.zeros(0)))
-        try:
-            detector.scorer.load_state_dict(tensors)
-        except RuntimeError as err:
-            first = str(err).splitlines()[0:3]
-            raise CheckpointError(
-                f"{weights_path} does not match the config in {meta_path} ({' '.join(first)}); "
-                "the two files come from different runs"
-            ) from None
+        load_weights(detector.scorer, tensors, path)
         detector.scorer.to(detector.device).eval()
-        detector.threshold_ = meta["threshold"] if meta["threshold"] is not None else float("nan")
-        detector.score_center_ = meta["score_center"]
-        detector.score_scale_ = meta["score_scale"]
-        detector.fit_info_ = meta.get("fit_info", {})
+        restore_statistics(detector, meta)
         return detector
 
 

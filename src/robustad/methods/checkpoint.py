@@ -1,0 +1,149 @@
+"""Saving and loading detectors: detector.safetensors (weights, feature banks) next to
+detector.json (method, config, threshold, statistics, versions). Shared by every method, so a
+folder written by one is recognised, and refused with a clear message, by the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import robustad
+from robustad.errors import CheckpointError, ConfigError
+from robustad.methods.base import BaseDetector
+
+CHECKPOINT_FORMAT = 1
+WEIGHTS_FILE = "detector.safetensors"
+META_FILE = "detector.json"
+
+
+def library_versions() -> dict[str, str]:
+    import kornia
+    import sklearn
+
+    return {
+        "robustad": robustad.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "kornia": kornia.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+
+def calibrate(detector: BaseDetector, holdout_x: torch.Tensor, target_fpr: float) -> None:
+    """Threshold at the target false-positive rate on held-out normals, plus centre/scale for attacks."""
+    if holdout_x.shape[0] == 0:
+        detector.threshold_ = float("nan")
+        detector.score_center_, detector.score_scale_ = 0.0, 1.0
+        return
+    scores = detector.score(holdout_x).double()
+    detector.threshold_ = float(torch.quantile(scores, 1.0 - target_fpr))
+    detector.score_center_ = float(scores.median())
+    detector.score_scale_ = float(scores.std()) if scores.numel() > 1 and scores.std() > 0 else 1.0
+
+
+def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": "robustad-detector",
+        "method": detector.name,
+        "robustad_version": robustad.__version__,
+        "config": config,
+        **extra,
+        "in_channels": detector.in_channels_,
+        "image_size": list(detector.image_size_),
+        "threshold": detector.threshold_,
+        "score_center": detector.score_center_,
+        "score_scale": detector.score_scale_,
+        "fit_info": detector.fit_info_,
+        "library_versions": library_versions(),
+    }
+
+
+def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """detector.safetensors + detector.json, each replaced atomically."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / WEIGHTS_FILE)
+    (path / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=float))
+    os.replace(path / (META_FILE + ".tmp"), path / META_FILE)
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """detector.json of a detector folder, checked to be one (any method)."""
+    path = Path(path)
+    meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(
+            f"{path} is not a robustad detector: it needs {META_FILE} and {WEIGHTS_FILE} "
+            "(as written by save() or `robustad train`)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("kind") != "robustad-detector":
+        raise CheckpointError(f"{meta_path} does not describe a robustad detector (no kind: robustad-detector)")
+    return meta
+
+
+def read_checkpoint(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(meta, tensors) of a `method` checkpoint; CheckpointError for anything else."""
+    path = Path(path)
+    meta = read_meta(path)
+    if meta.get("method") != method:
+        raise CheckpointError(
+            f"{path} holds a {meta.get('method', 'unknown')!r} checkpoint, not a {method!r} one; "
+            "robustad.methods.registry.load_detector picks the right class by itself"
+        )
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {meta.get('format')} (written by robustad "
+            f"{meta.get('robustad_version')}); this robustad {robustad.__version__} reads format "
+            f"{CHECKPOINT_FORMAT}. Re-train, or install the robustad version that wrote it."
+        )
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path / WEIGHTS_FILE} is not a readable safetensors file ({err})") from None
+    return meta, tensors
+
+
+def config_from_meta(cls, meta: dict[str, Any], path, key: str = "config"):
+    try:
+        return cls.from_dict(meta[key], source=str(Path(path) / META_FILE))
+    except (ConfigError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: its {key} does not fit this robustad version: {err}") from None
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as err:
+        first = " ".join(str(err).splitlines()[0:3])
+        raise CheckpointError(
+            f"{Path(path) / WEIGHTS_FILE} does not match the config in {Path(path) / META_FILE} ({first}); "
+            "the two files come from different runs"
+        ) from None
+
+
+def restore_statistics(detector: BaseDetector, meta: dict[str, Any]) -> None:
+    detector.threshold_ = meta["threshold"] if meta.get("threshold") is not None else float("nan")
+    detector.score_center_ = meta.get("score_center", 0.0)
+    detector.score_scale_ = meta.get("score_scale", 1.0)
+    detector.fit_info_ = meta.get("fit_info", {})
