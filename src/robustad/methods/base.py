@@ -67,12 +67,21 @@ class BaseDetector:
         return x
 
     # --- the API ------------------------------------------------------------------------------
+    scorer: torch.nn.Module | None = None  # the score as a module: x [N,C,H,W] -> [N]
+
     @property
     def device(self) -> torch.device:
-        raise NotImplementedError
+        return next(self.scorer.parameters()).device
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        if self.scorer.training:  # the score is defined with running BatchNorm statistics, never the batch's
+            self.scorer.eval()
+        return self.scorer(x)
+
+    def to(self, device: str | torch.device) -> "BaseDetector":
+        self._check_fitted()
+        self.scorer.to(device)
+        return self
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores [N] (higher = more anomalous); differentiable with respect to x."""

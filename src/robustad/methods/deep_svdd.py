@@ -195,10 +195,6 @@ class DeepSVDD(BaseDetector):
     def from_preset(cls, name: str, overrides: dict | list | None = None, **kwargs: Any) -> "DeepSVDD":
         return cls(DeepSVDDConfig.from_preset(name), overrides=overrides, **kwargs)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.scorer.parameters()).device
-
     def _build(self, in_channels: int, image_size: tuple[int, int], device: torch.device) -> None:
         m = self.config.model
         with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
@@ -270,16 +266,6 @@ class DeepSVDD(BaseDetector):
             "train_images_per_second": self.train_report_.images_per_second,
             "history": self.train_report_.history,
         }
-        return self
-
-    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scorer.training:  # the score is defined with running BatchNorm statistics
-            self.scorer.eval()
-        return self.scorer(x)
-
-    def to(self, device: str | torch.device) -> "DeepSVDD":
-        self._check_fitted()
-        self.scorer.to(device)
         return self
 
     # --- save / load ----------------------------------------------------------------------------

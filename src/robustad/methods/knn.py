@@ -271,10 +271,6 @@ class KNNDetector(BaseDetector):
     ) -> "KNNDetector":
         return cls(KNNConfig.from_preset(name), overrides=overrides, backbone=backbone, **kwargs)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.scorer.parameters()).device
-
     def _make_scorer(self, encoder: ResNet18, bank_dim: int = 0) -> KNNScore:
         c = self.config
         return KNNScore(encoder, c.layers, c.mode, c.patch_pool, c.k, c.chunk_size, bank_dim)
@@ -342,16 +338,6 @@ class KNNDetector(BaseDetector):
             "backbone_adversarial": bool(self.backbone_config_.adversarial.enabled),
             **backbone_info,
         }
-        return self
-
-    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scorer.training:  # running BatchNorm statistics, never the batch's
-            self.scorer.eval()
-        return self.scorer(x)
-
-    def to(self, device: str | torch.device) -> "KNNDetector":
-        self._check_fitted()
-        self.scorer.to(device)
         return self
 
     # --- save / load ----------------------------------------------------------------------------

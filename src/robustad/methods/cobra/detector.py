@@ -175,16 +175,6 @@ class Cobra(BaseDetector):
         """Threshold at the target false-positive rate on held-out normals, plus a scale for attacks."""
         calibrate(self, holdout_x, self.config.score.target_fpr)
 
-    def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scorer.training:  # the score is defined in eval mode (running BatchNorm statistics)
-            self.scorer.eval()
-        return self.scorer(x)
-
-    def to(self, device: str | torch.device) -> "Cobra":
-        self._check_fitted()
-        self.scorer.to(device)
-        return self
-
     # --- save / load ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write detector.safetensors (weights, bank) and detector.json (config, statistics)."""
