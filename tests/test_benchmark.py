@@ -51,6 +51,10 @@ def test_run_resume_and_aggregate(tmp_path):
     assert "| cobra |" in text and "| deep-svdd |" in text and "Per class" in text
     assert (tmp_path / "results.csv").read_text().count("\n") == 5
     assert (tmp_path / "clean_vs_attacked.png").stat().st_size > 1000
+    assert "| cobra | 2 |" in text and "different classes" not in text
+    (tmp_path / "cells" / "digits-1-deep-svdd-s0.json").unlink()  # deep-svdd now has one class, cobra two
+    text = aggregate(tmp_path).read_text()
+    assert "| deep-svdd | 1 |" in text and "different classes" in text
 
 
 def test_a_cell_in_its_own_process(tmp_path):
@@ -59,6 +63,21 @@ def test_a_cell_in_its_own_process(tmp_path):
     assert outcome["done"] == ["digits-0-cobra-s0"], outcome
     record = json.loads((tmp_path / "cells" / "digits-0-cobra-s0.json").read_text())
     assert record["peak_rss_mb"] > 50
+
+
+def test_cells_in_parallel_processes_match_in_process_results(tmp_path):
+    suite = _tiny_suite().select(classes=["1"])
+    outcome = run_benchmark(suite, tmp_path / "par", log=lambda m: None, jobs=2)
+    assert sorted(outcome["done"]) == ["digits-1-cobra-s0", "digits-1-deep-svdd-s0"], outcome
+    run_benchmark(suite, tmp_path / "seq", log=lambda m: None, in_process=True)
+    for cell in outcome["done"]:
+        par = json.loads((tmp_path / "par" / "cells" / f"{cell}.json").read_text())
+        seq = json.loads((tmp_path / "seq" / "cells" / f"{cell}.json").read_text())
+        assert par["auroc_clean"] == pytest.approx(seq["auroc_clean"], abs=1e-6)
+    with pytest.raises(ConfigError, match="jobs must be >= 1"):
+        run_benchmark(suite, tmp_path / "x", jobs=0)
+    with pytest.raises(ConfigError, match="one at a time"):
+        run_benchmark(suite, tmp_path / "x", in_process=True, jobs=2)
 
 
 def test_rerunning_a_cell_reproduces_its_auroc(tmp_path):

@@ -33,8 +33,8 @@ def test_scores_are_finite_and_separate_digits(svdd, digits_split):
     scores = svdd.score(digits_split.test)
     assert scores.shape == (digits_split.test.shape[0],)
     assert torch.isfinite(scores).all() and (scores >= 0).all()
-    # 90 training steps of a width-4 network: seen 0.70 here (0.57-0.79 over train seeds 0-3)
-    assert auroc(scores, digits_split.test_labels) > 0.55
+    # 90 training steps of a width-4 network: seen 0.83 here (0.72-0.83 over train seeds 0-3)
+    assert auroc(scores, digits_split.test_labels) > 0.65
 
 
 def test_score_is_deterministic_and_batch_independent(svdd, digits_split):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
-from robustad.errors import RobustADError
+from robustad.errors import ConfigError, RobustADError
 
 CELLS_DIR = "cells"
 RUNS_DIR = "runs"
@@ -108,32 +108,59 @@ def _device_name(device) -> str:
 
 
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
-                  in_process: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Run every cell without a result file (one subprocess each); return {done, skipped, failed}."""
+                  in_process: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """Run every cell without a result file; return {done, skipped, failed}.
+
+    Each cell runs in its own process; `jobs` of them at a time, each with its share of the CPU
+    cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
+    one-thread cells finish sooner than two two-thread cells one after the other.
+    """
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if in_process and jobs > 1:
+        raise ConfigError("cells run in this process one at a time: use jobs=1 with in_process, or drop in_process")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.json").write_text(json.dumps(suite.to_dict(), indent=2))
     done, skipped, failed = [], [], []
     cells = suite.cells()
+    pending = []
     for i, cell in enumerate(cells, 1):
         if cell_path(out, cell).is_file():
             skipped.append(cell.id)
-            continue
-        log(f"cell {i}/{len(cells)}: {cell.id}")
-        if in_process:
+        else:
+            pending.append((i, cell))
+    if in_process:
+        for i, cell in pending:
+            log(f"cell {i}/{len(cells)}: {cell.id}")
             try:
                 run_cell(suite, cell, out, log=log, progress=progress)
                 done.append(cell.id)
             except RobustADError as err:
                 log(f"[{cell.id}] failed: {err}")
                 failed.append(cell.id)
-            continue
-        spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out)})
-        code = subprocess.call([sys.executable, "-m", "robustad.benchmark.cell", spec], env={**os.environ})
-        (done if code == 0 else failed).append(cell.id)
-        if code != 0:
-            log(f"[{cell.id}] failed (exit code {code}); its error is above. Re-running the command retries it.")
+    else:
+        env = {**os.environ}
+        if jobs > 1 and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+        running: dict[subprocess.Popen, Cell] = {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                i, cell = pending.pop(0)
+                log(f"cell {i}/{len(cells)}: {cell.id}")
+                spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out)})
+                running[subprocess.Popen([sys.executable, "-m", "robustad.benchmark.cell", spec], env=env)] = cell
+            finished = [p for p in running if p.poll() is not None]
+            if not finished:
+                time.sleep(0.2)
+                continue
+            for proc in finished:
+                cell = running.pop(proc)
+                (done if proc.returncode == 0 else failed).append(cell.id)
+                if proc.returncode != 0:
+                    log(f"[{cell.id}] failed (exit code {proc.returncode}); its error is above. "
+                        "Re-running the command retries it.")
     if skipped:
         log(f"{len(skipped)} cell(s) already had results and were skipped")
     return {"done": done, "skipped": skipped, "failed": failed}

@@ -68,8 +68,9 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
         eps = sorted({c["eps_255"] for c in rows})
         classes = sorted({c["normal"] for c in rows}, key=_sort_key)
         lines += [f"## {dataset} (eps {', '.join(f'{e:g}/255' for e in eps)}; {len(classes)} class(es))", ""]
-        head = "| method | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | peak RSS MB | paper clean / PGD-1000 |"
-        lines += [head, "|" + "---|" * 8]
+        head = ("| method | classes | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | peak RSS MB "
+                "| paper clean / PGD-1000 |")
+        lines += [head, "|" + "---|" * 9]
         for method in _order(c["method"] for c in rows):
             mine = [c for c in rows if c["method"] == method]
             clean = statistics.mean(c["auroc_clean"] for c in mine)
@@ -80,11 +81,14 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
                 for k in sweep_keys)
             paper = PAPER.get((dataset, method))
             lines.append(
-                f"| {method} | {_pct(clean)} | {_pct(attacked)} | {sweep} | "
+                f"| {method} | {len({c['normal'] for c in mine})} | {_pct(clean)} | {_pct(attacked)} | {sweep} | "
                 f"{statistics.mean(c['train_seconds'] for c in mine):.0f} | "
                 f"{statistics.mean(c['score_ms_per_image'] for c in mine):.2f} | "
                 f"{max(c['peak_rss_mb'] for c in mine):.0f} | {f'{paper[0]} / {paper[1]}' if paper else ''} |")
         lines.append("")
+        if len({frozenset(c["normal"] for c in rows if c["method"] == m) for m in {c["method"] for c in rows}}) > 1:
+            lines += ["Methods were run on different classes so far: compare their means with care, or use the "
+                      "per-class table.", ""]
         if len(classes) > 1:
             lines += ["Per class, clean / attacked:", "",
                       "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
