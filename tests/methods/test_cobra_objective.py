@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robustad.config import AdversarialConfig, LossConfig
-from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_maximize
+from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms import LightViews, PseudoAnomalySet
@@ -72,11 +72,11 @@ def test_frozen_batchnorm_leaves_running_stats_alone():
     assert not torch.equal(bn.running_mean, before)
 
 
-def test_pgd_maximize_increases_the_loss_within_budget():
+def test_pgd_ascend_loss_increases_the_loss_within_budget():
     w = torch.randn(1, 1, 6, 6)
     x = torch.rand(5, 1, 6, 6) * 0.5 + 0.25
     loss = lambda z: (z * w).sum()  # noqa: E731
-    x_adv = pgd_maximize(loss, x, eps=0.1, steps=10)
+    x_adv = pgd_ascend_loss(loss, x, eps=0.1, steps=10)
     assert loss(x_adv) > loss(x)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     # the optimum of a linear loss is the corner x + eps * sign(w)

@@ -28,7 +28,7 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
             module.momentum = momentum
 
 
-def pgd_maximize(
+def pgd_ascend_loss(
     loss_fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     eps: float,

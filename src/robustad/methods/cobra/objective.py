@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from robustad.config import AdversarialConfig, LossConfig
-from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_maximize
+from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
 from robustad.methods.cobra.loss import cobra_contrastive_loss, shift_classification_loss
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
@@ -111,7 +111,7 @@ class CobraObjective:
 
     # --- adversaries --------------------------------------------------------------------------
     def _pgd(self, loss_fn, x, generator):
-        return pgd_maximize(
+        return pgd_ascend_loss(
             loss_fn, x, self.adv.eps, self.adv.steps, self.adv.step_size, self.adv.random_start, generator
         )
 
