@@ -67,7 +67,9 @@ def test_a_cell_in_its_own_process(tmp_path):
 
 def test_cells_in_parallel_processes_match_in_process_results(tmp_path):
     suite = _tiny_suite().select(classes=["1"])
-    outcome = run_benchmark(suite, tmp_path / "par", log=lambda m: None, jobs=2)
+    messages = []
+    outcome = run_benchmark(suite, tmp_path / "par", log=messages.append, jobs=2)
+    assert any(m.startswith("2/2 cells finished in") for m in messages), messages
     assert sorted(outcome["done"]) == ["digits-1-cobra-s0", "digits-1-deep-svdd-s0"], outcome
     run_benchmark(suite, tmp_path / "seq", log=lambda m: None, in_process=True)
     for cell in outcome["done"]:

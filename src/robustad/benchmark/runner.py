@@ -145,6 +145,7 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
         if jobs > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
         running: dict[subprocess.Popen, Cell] = {}
+        total, started = len(pending), time.perf_counter()
         while pending or running:
             while pending and len(running) < jobs:
                 i, cell = pending.pop(0)
@@ -161,6 +162,14 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                 if proc.returncode != 0:
                     log(f"[{cell.id}] failed (exit code {proc.returncode}); its error is above. "
                         "Re-running the command retries it.")
+                finished_count = len(done) + len(failed)
+                elapsed = time.perf_counter() - started
+                log(f"{finished_count}/{total} cells finished in {_hours(elapsed)}; about "
+                    f"{_hours(elapsed / finished_count * (total - finished_count))} to go at this pace")
     if skipped:
         log(f"{len(skipped)} cell(s) already had results and were skipped")
     return {"done": done, "skipped": skipped, "failed": failed}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
