@@ -99,3 +99,21 @@ def test_cli_benchmark_selection_and_aggregate_only(tmp_path, capsys):
     assert "no cell results" in capsys.readouterr().err
     assert main(["benchmark", "--suite", "cpu-quick", "--methods", "nope", "--out", str(out)]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def _row(attack, eps, auroc):
+    return {"attack": attack, "eps": eps, "auroc": auroc}
+
+
+def test_masking_checks_read_a_cells_rows():
+    from robustad.benchmark.tables import cell_checks
+
+    sound = {"suite_rows": [_row("clean", 0.0, 0.95), _row("pgd-10-sweep", 0.01, 0.9), _row("worst-case", 0.01, 0.9),
+                            _row("pgd-50x1", 0.03, 0.7), _row("square-400", 0.03, 0.8), _row("worst-case", 0.03, 0.7),
+                            _row("worst-case", 0.06, 0.4)]}
+    assert cell_checks(sound) == {"eps_monotone": True, "black_box_weaker": True}
+    rising = {"suite_rows": sound["suite_rows"][:-1] + [_row("worst-case", 0.06, 0.75)]}
+    assert cell_checks(rising)["eps_monotone"] is False
+    masked = {"suite_rows": [_row("clean", 0.0, 0.95), _row("pgd-50x1", 0.03, 0.9), _row("square-400", 0.03, 0.6),
+                             _row("worst-case", 0.03, 0.6)]}
+    assert cell_checks(masked) == {"eps_monotone": True, "black_box_weaker": False}

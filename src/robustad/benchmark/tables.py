@@ -30,6 +30,34 @@ def load_cells(out: Path) -> list[dict[str, Any]]:
     return cells
 
 
+# AUROC noise allowed before a check fails (one or two images of a 200-image test set)
+CHECK_TOLERANCE = 0.02
+
+
+def cell_checks(record: dict[str, Any], tolerance: float = CHECK_TOLERANCE) -> dict[str, bool]:
+    """Gradient-masking symptoms visible in a cell's own rows (no extra attacks).
+
+    eps_monotone: the worst-case AUROC never rises as eps grows (clean at eps 0 first);
+    black_box_weaker: no black-box attack (Square) beats the best white-box attack at an eps.
+    """
+    rows = record.get("suite_rows", [])
+    worst = sorted((r["eps"], r["auroc"]) for r in rows if r["attack"] in ("clean", "worst-case"))
+    checks = {"eps_monotone": all(b[1] <= a[1] + tolerance for a, b in zip(worst, worst[1:]))}
+    by_eps: dict[float, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["attack"] not in ("clean", "worst-case") and not r["attack"].endswith("-sweep"):
+            by_eps[r["eps"]].append(r)
+    black = [(r["auroc"], min((w["auroc"] for w in group if not w["attack"].startswith("square")), default=None))
+             for group in by_eps.values() for r in group if r["attack"].startswith("square")]
+    if black:
+        checks["black_box_weaker"] = all(white is None or b >= white - tolerance for b, white in black)
+    return checks
+
+
+def _failed_checks(cells: list[dict]) -> list[str]:
+    return sorted({name for c in cells for name, ok in cell_checks(c).items() if not ok})
+
+
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
@@ -50,10 +78,11 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
     if not cells:
         return None
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS + ["eps_sweep"], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + ["eps_sweep", "failed_checks"], extrasaction="ignore")
         writer.writeheader()
         for c in cells:
-            writer.writerow({**c, "eps_sweep": json.dumps(c.get("eps_sweep", {}))})
+            writer.writerow({**c, "eps_sweep": json.dumps(c.get("eps_sweep", {})),
+                             "failed_checks": " ".join(_failed_checks([c]))})
 
     by_data: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
@@ -63,14 +92,16 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
     lines += [f"Machine: {first.get('device_name')} ({first.get('device')}); torch "
               f"{first['library_versions'].get('torch')}; cells dated {min(c['date'] for c in cells)[:10]} to "
               f"{max(c['date'] for c in cells)[:10]}. AUROC in %, attacked = worst case per image over the "
-              "suite's attacks (target both).", ""]
+              "suite's attacks (target both). Masking checks, per cell from its own rows (tolerance "
+              f"{100 * CHECK_TOLERANCE:g} points): the worst case never rises with eps, and Square (black-box) "
+              "never beats the white-box attacks; a failed check is named.", ""]
     for dataset, rows in by_data.items():
         eps = sorted({c["eps_255"] for c in rows})
         classes = sorted({c["normal"] for c in rows}, key=_sort_key)
         lines += [f"## {dataset} (eps {', '.join(f'{e:g}/255' for e in eps)}; {len(classes)} class(es))", ""]
         head = ("| method | classes | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | peak RSS MB "
-                "| paper clean / PGD-1000 |")
-        lines += [head, "|" + "---|" * 9]
+                "| masking checks | paper clean / PGD-1000 |")
+        lines += [head, "|" + "---|" * 10]
         for method in _order(c["method"] for c in rows):
             mine = [c for c in rows if c["method"] == method]
             clean = statistics.mean(c["auroc_clean"] for c in mine)
@@ -84,7 +115,8 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
                 f"| {method} | {len({c['normal'] for c in mine})} | {_pct(clean)} | {_pct(attacked)} | {sweep} | "
                 f"{statistics.mean(c['train_seconds'] for c in mine):.0f} | "
                 f"{statistics.mean(c['score_ms_per_image'] for c in mine):.2f} | "
-                f"{max(c['peak_rss_mb'] for c in mine):.0f} | {f'{paper[0]} / {paper[1]}' if paper else ''} |")
+                f"{max(c['peak_rss_mb'] for c in mine):.0f} | {', '.join(_failed_checks(mine)) or 'pass'} | "
+                f"{f'{paper[0]} / {paper[1]}' if paper else ''} |")
         lines.append("")
         if len({frozenset(c["normal"] for c in rows if c["method"] == m) for m in {c["method"] for c in rows}}) > 1:
             lines += ["Methods were run on different classes so far: compare their means with care, or use the "
