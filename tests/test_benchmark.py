@@ -117,3 +117,17 @@ def test_masking_checks_read_a_cells_rows():
     masked = {"suite_rows": [_row("clean", 0.0, 0.95), _row("pgd-50x1", 0.03, 0.9), _row("square-400", 0.03, 0.6),
                              _row("worst-case", 0.03, 0.6)]}
     assert cell_checks(masked) == {"eps_monotone": True, "black_box_weaker": False}
+
+
+def test_published_tables_are_rebuilt_from_their_cells(tmp_path):
+    """benchmarks/results/<suite>/results.md is exactly what the committed cell files give."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    suites = sorted(p for p in root.iterdir() if p.is_dir())
+    assert suites, f"no published benchmark results under {root}"
+    for published in suites:
+        shutil.copytree(published / "cells", tmp_path / published.name / "cells")
+        rebuilt = aggregate(tmp_path / published.name, title=f"robustad benchmark {published.name}")
+        assert rebuilt.read_text() == (published / "results.md").read_text(), published.name
