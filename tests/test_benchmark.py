@@ -1,6 +1,7 @@
 """The benchmark runner on scikit-learn's digits: cells, resume, subprocess cells, tables."""
 
 import json
+import os
 
 import pytest
 
@@ -39,7 +40,8 @@ def test_run_resume_and_aggregate(tmp_path):
     outcome = run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
     assert len(outcome["done"]) == 4 and not outcome["failed"]
     record = json.loads((tmp_path / "cells" / "digits-0-cobra-s0.json").read_text())
-    for key in ("auroc_clean", "auroc_attack", "eps_sweep", "train_seconds", "score_ms_per_image", "peak_rss_mb"):
+    for key in ("auroc_clean", "auroc_attack", "eps_sweep", "train_seconds", "score_ms_per_image", "peak_rss_mb",
+                "torch_threads"):
         assert record[key] is not None
     assert record["auroc_attack"] <= record["auroc_clean"] + 1e-9  # the worst case starts from the clean scores
     assert record["eps_255"] == pytest.approx(8.0) and "16/255" in record["eps_sweep"]
@@ -76,6 +78,8 @@ def test_cells_in_parallel_processes_match_in_process_results(tmp_path):
         par = json.loads((tmp_path / "par" / "cells" / f"{cell}.json").read_text())
         seq = json.loads((tmp_path / "seq" / "cells" / f"{cell}.json").read_text())
         assert par["auroc_clean"] == pytest.approx(seq["auroc_clean"], abs=1e-6)
+        if "OMP_NUM_THREADS" not in os.environ:  # each of the 2 jobs gets its share of the cores
+            assert par["torch_threads"] == max(1, (os.cpu_count() or 1) // 2)
     with pytest.raises(ConfigError, match="jobs must be >= 1"):
         run_benchmark(suite, tmp_path / "x", jobs=0)
     with pytest.raises(ConfigError, match="one at a time"):

@@ -83,6 +83,7 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
         "peak_rss_mb": peak_rss_mb,
         "peak_cuda_mb": (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
         "device": str(detector.device), "device_name": _device_name(detector.device),
+        "torch_threads": torch.get_num_threads(),  # timings depend on it (--jobs gives each cell fewer)
         "num_train": int(split.train.shape[0]), "num_test": int(split.test.shape[0]),
         "num_test_anomalies": int(split.test_labels.sum()), "data": split.describe(),
         "config": config.to_dict(), "notes": result.notes, "suite_rows": rows,

@@ -17,7 +17,8 @@ PAPER = {
     ("fashion-mnist", "cobra"): (93.1, 89.6), ("fashion-mnist", "csi"): (92.7, 5.8),
 }
 COLUMNS = ["id", "dataset", "normal", "method", "seed", "auroc_clean", "auroc_attack", "eps_255", "train_seconds",
-           "score_ms_per_image", "peak_rss_mb", "peak_cuda_mb", "num_train", "num_test", "device_name", "date"]
+           "score_ms_per_image", "peak_rss_mb", "peak_cuda_mb", "num_train", "num_test", "device_name", "torch_threads",
+           "date"]
 
 
 def load_cells(out: Path) -> list[dict[str, Any]]:
