@@ -175,15 +175,7 @@ class CobraConfig:
         """Return a copy with ``{"train.epochs": 3}`` or ``["train.epochs=3"]`` applied."""
         data = self.to_dict()
         for key, value in _parse_overrides(overrides).items():
-            node = data
-            parts = key.split(".")
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys())}")
-                node = node[part]
-            if parts[-1] not in node or isinstance(node[parts[-1]], dict):
-                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys())}")
-            node[parts[-1]] = value
+            set_config_key(data, key, value, CobraConfig)
         return CobraConfig.from_dict(data, source="overrides")
 
 
@@ -220,6 +212,19 @@ def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 def list_presets() -> list[str]:
     folder = resources.files("robustad.configs")
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def set_config_key(data: dict[str, Any], key: str, value: Any, cls: type = CobraConfig) -> None:
+    """Set dotted `key` (e.g. "train.epochs") in a config dict of `cls`; an unknown key is a ConfigError."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys(cls))}")
+        node = node[part]
+    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys(cls))}")
+    node[parts[-1]] = value
 
 
 def config_keys(cls: type = CobraConfig, prefix: str = "") -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, get_type_hints
 import torch
 
 import robustad
-from robustad.config import EvaluationConfig, _build, _deep_merge, _parse_overrides, config_keys, parse_eps
+from robustad.config import EvaluationConfig, _build, _deep_merge, _parse_overrides, parse_eps, set_config_key
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
 from robustad.methods.checkpoint import CHECKPOINT_FORMAT
@@ -54,14 +54,7 @@ class _ConfigMixin:
                 else:
                     data[parts[0]] = {**(data[parts[0]] or {}), ".".join(parts[1:]): value}
                 continue
-            node = data
-            for part in parts[:-1]:
-                if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys(cls))}")
-                node = node[part]
-            if parts[-1] not in node or isinstance(node[parts[-1]], dict):
-                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(config_keys(cls))}")
-            node[parts[-1]] = value
+            set_config_key(data, key, value, cls)
         return cls.from_dict(data, source="overrides")
 
 
