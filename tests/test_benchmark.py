@@ -57,6 +57,12 @@ def test_run_resume_and_aggregate(tmp_path):
     (tmp_path / "cells" / "digits-1-deep-svdd-s0.json").unlink()  # deep-svdd now has one class, cobra two
     text = aggregate(tmp_path).read_text()
     assert "| deep-svdd | 1 |" in text and "different classes" in text
+    assert text.startswith("# robustad benchmark tiny\n") and "Machine: " in text
+    moved = tmp_path / "cells" / "digits-0-deep-svdd-s0.json"  # a cell from another machine
+    moved.write_text(json.dumps({**json.loads(moved.read_text()), "device": "cuda:0", "device_name": "Some GPU"}))
+    text = aggregate(tmp_path).read_text()
+    assert "Machines (times compare only within one)" in text and "Some GPU (cuda:0)" in text
+    assert ": 2 cells" in text and ": 1 cells" in text
 
 
 def test_a_cell_in_its_own_process(tmp_path):
@@ -133,5 +139,5 @@ def test_published_tables_are_rebuilt_from_their_cells(tmp_path):
     assert suites, f"no published benchmark results under {root}"
     for published in suites:
         shutil.copytree(published / "cells", tmp_path / published.name / "cells")
-        rebuilt = aggregate(tmp_path / published.name, title=f"robustad benchmark {published.name}")
+        rebuilt = aggregate(tmp_path / published.name)
         assert rebuilt.read_text() == (published / "results.md").read_text(), published.name

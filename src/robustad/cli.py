@@ -335,7 +335,7 @@ def cmd_benchmark(args) -> int:
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
                                 in_process=args.in_process, jobs=args.jobs)
         failed = outcome["failed"]
-    report = aggregate(out, title=f"robustad benchmark {suite.name}")
+    report = aggregate(out)
     if report is None:
         raise RobustADError(f"no cell results in {out}/cells yet; run without --aggregate-only first")
     print(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,15 @@ def _sort_key(normal: str):
     return (0, int(normal), "") if normal.isdigit() else (1, 0, normal)
 
 
+def _machines(cells: list[dict]) -> str:
+    """Which machines ran the cells: their times are only comparable within one machine."""
+    counts = Counter(f"{c.get('device_name')} ({c.get('device')}); torch {c['library_versions'].get('torch')}"
+                     for c in cells)
+    if len(counts) == 1:
+        return f"Machine: {next(iter(counts))}"
+    return "Machines (times compare only within one): " + "; ".join(f"{m}: {n} cells" for m, n in counts.most_common())
+
+
 def aggregate(out: str | Path, title: str | None = None) -> Path | None:
     """results.csv, results.md and clean_vs_attacked.png in `out` from out/cells/*.json."""
     out = Path(out)
@@ -88,10 +97,9 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
     by_data: dict[str, list[dict]] = defaultdict(list)
     for c in cells:
         by_data[c["dataset"]].append(c)
-    lines = [f"# {title or 'robustad benchmark'}", ""]
-    first = cells[0]
-    lines += [f"Machine: {first.get('device_name')} ({first.get('device')}); torch "
-              f"{first['library_versions'].get('torch')}; cells dated {min(c['date'] for c in cells)[:10]} to "
+    suites = sorted({str(c.get("suite", "")) for c in cells} - {""})
+    lines = [f"# {title or 'robustad benchmark ' + ', '.join(suites)}", ""]
+    lines += [f"{_machines(cells)}; cells dated {min(c['date'] for c in cells)[:10]} to "
               f"{max(c['date'] for c in cells)[:10]}. AUROC in %, attacked = worst case per image over the "
               "suite's attacks (target both). Masking checks, per cell from its own rows (tolerance "
               f"{100 * CHECK_TOLERANCE:g} points): the worst case never rises with eps, and Square (black-box) "
