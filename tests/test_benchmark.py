@@ -141,3 +141,31 @@ def test_published_tables_are_rebuilt_from_their_cells(tmp_path):
         shutil.copytree(published / "cells", tmp_path / published.name / "cells")
         rebuilt = aggregate(tmp_path / published.name)
         assert rebuilt.read_text() == (published / "results.md").read_text(), published.name
+
+
+def test_compare_cells_script_reports_the_shared_cells(tmp_path):
+    """benchmarks/compare_cells.py: per-cell and mean differences between two runs."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_cells.py"
+    spec = importlib.util.spec_from_file_location("compare_cells", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def write(run, cell, clean, attacked):
+        (tmp_path / run / "cells").mkdir(parents=True, exist_ok=True)
+        record = {"cell": {"dataset": "mnist", "normal": cell[0], "method": cell[1], "seed": 0},
+                  "id": f"mnist-{cell[0]}-{cell[1]}-s0", "auroc_clean": clean, "auroc_attack": attacked}
+        (tmp_path / run / "cells" / f"{record['id']}.json").write_text(json.dumps(record))
+
+    write("a", ("0", "cobra"), 0.90, 0.80)
+    write("b", ("0", "cobra"), 0.92, 0.70)
+    write("a", ("1", "cobra"), 0.95, 0.90)  # only in a: not compared
+    text = module.compare(tmp_path / "a", tmp_path / "b")
+    assert text.startswith("1 shared cells")
+    assert "clean: median 2.0" in text and "attacked: median 10.0" in text
+    assert "cobra (1 cells): clean 90.0 -> 92.0, attacked 80.0 -> 70.0" in text
+    write("c", ("5", "csi"), 0.5, 0.5)
+    with pytest.raises(SystemExit, match="no cell id"):
+        module.compare(tmp_path / "a", tmp_path / "c")
