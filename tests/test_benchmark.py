@@ -169,3 +169,36 @@ def test_compare_cells_script_reports_the_shared_cells(tmp_path):
     write("c", ("5", "csi"), 0.5, 0.5)
     with pytest.raises(SystemExit, match="no cell id"):
         module.compare(tmp_path / "a", tmp_path / "c")
+
+
+def test_runners_sharing_a_folder_never_run_a_cell_twice(tmp_path):
+    """A cell locked by a live process is left alone; a lock whose process is gone is taken over."""
+    import socket
+    import subprocess
+    import sys
+
+    from robustad.benchmark.runner import claim_cell, release_cell
+
+    suite = _tiny_suite(methods=("deep-svdd",))
+    live, stale = suite.cells()
+    cells_dir = tmp_path / "cells"
+    cells_dir.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    (cells_dir / f"{live.id}.running").write_text(json.dumps({"pid": os.getpid(), "host": host}))
+    (cells_dir / f"{stale.id}.running").write_text(json.dumps({"pid": gone.pid, "host": host}))
+    messages = []
+    outcome = run_benchmark(suite, tmp_path, log=messages.append, in_process=True)
+    assert outcome["busy"] == [live.id] and outcome["done"] == [stale.id]
+    assert any(f"{live.id} is being run by process {os.getpid()}" in m for m in messages)
+    assert not (cells_dir / f"{live.id}.json").exists() and (cells_dir / f"{stale.id}.json").is_file()
+    assert (cells_dir / f"{live.id}.running").exists()  # not ours to remove
+    assert not (cells_dir / f"{stale.id}.running").exists()  # released after the cell
+    # claiming is exclusive, and a lock from another machine is never taken over
+    (cells_dir / f"{live.id}.running").unlink()
+    assert claim_cell(tmp_path, live) is None
+    assert claim_cell(tmp_path, live) == f"process {os.getpid()}"
+    release_cell(tmp_path, live)
+    (cells_dir / f"{live.id}.running").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}))
+    assert claim_cell(tmp_path, live) == f"process 1 on {host}-elsewhere"

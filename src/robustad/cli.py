@@ -335,6 +335,9 @@ def cmd_benchmark(args) -> int:
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
                                 in_process=args.in_process, jobs=args.jobs)
         failed = outcome["failed"]
+        if outcome["busy"]:
+            print(f"{len(outcome['busy'])} cell(s) were being run by another runner sharing {out}: once it is "
+                  "done, `--aggregate-only` rebuilds the tables with them", file=sys.stderr)
     report = aggregate(out)
     if report is None:
         raise RobustADError(f"no cell results in {out}/cells yet; run without --aggregate-only first")
@@ -422,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train and evaluate every cell (data set, class, method, seed) of a suite that "
                                    "has no result yet, each in its own process; then write results.csv, results.md "
                                    "and clean_vs_attacked.png. Re-running resumes: finished cells are skipped, an "
-                                   "interrupted training continues from its checkpoint. Suites: cpu-quick (<30 min on "
+                                   "interrupted training continues from its checkpoint; runners sharing --out split the cells "
+                                   "(each claims a cell before starting it). Suites: cpu-quick (<30 min on "
                                    "2 cores: MNIST digit 3, every method, a short budget), cpu-full (MNIST and "
                                    "Fashion-MNIST all classes + textures: hours), paper (paper-scale presets, GPU).")
     p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper"])

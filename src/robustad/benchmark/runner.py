@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,66 @@ RUNS_DIR = "runs"
 
 def cell_path(out: Path, cell: Cell) -> Path:
     return out / CELLS_DIR / f"{cell.id}.json"
+
+
+def _lock_path(out: Path, cell: Cell) -> Path:
+    return out / CELLS_DIR / f"{cell.id}.running"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _lock_holder(lock: Path) -> str | None:
+    """Who runs the cell, or None when the lock is stale (its process is gone)."""
+    try:
+        info = json.loads(lock.read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # a runner writes its lock right after creating it: unreadable for long means it died there
+        try:
+            return "a runner that is starting" if time.time() - lock.stat().st_mtime < 30 else None
+        except FileNotFoundError:
+            return None
+    if host == socket.gethostname():
+        return f"process {pid}" if _pid_alive(pid) else None
+    return f"process {pid} on {host}"  # cannot check another machine's processes
+
+
+def claim_cell(out: Path, cell: Cell) -> str | None:
+    """Mark `cell` as run by this process, so that runners sharing `out` never run it twice.
+
+    Returns None when claimed, else a description of the runner that holds it. A lock left by a
+    process that is gone (killed runner) is taken over.
+    """
+    lock = _lock_path(out, cell)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                return holder
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, f)
+        return None
+    return "another runner"
+
+
+def release_cell(out: Path, cell: Cell) -> None:
+    _lock_path(out, cell).unlink(missing_ok=True)
 
 
 def _normal_arg(dataset: str, normal: str) -> dict[str, Any]:
@@ -124,7 +185,7 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.json").write_text(json.dumps(suite.to_dict(), indent=2))
-    done, skipped, failed = [], [], []
+    done, skipped, failed, busy = [], [], [], []
     cells = suite.cells()
     pending = []
     for i, cell in enumerate(cells, 1):
@@ -132,25 +193,44 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
             skipped.append(cell.id)
         else:
             pending.append((i, cell))
+
+    def claimed(i: int, cell: Cell) -> bool:
+        """Whether this runner may start the cell now (no result yet, no other runner on it)."""
+        if cell_path(out, cell).is_file():  # another runner sharing `out` finished it meanwhile
+            skipped.append(cell.id)
+            return False
+        holder = claim_cell(out, cell)
+        if holder is not None:
+            log(f"cell {i}/{len(cells)}: {cell.id} is being run by {holder}; skipped (if that run is gone, "
+                f"delete {_lock_path(out, cell)})")
+            busy.append(cell.id)
+            return False
+        log(f"cell {i}/{len(cells)}: {cell.id}")
+        return True
+
     if in_process:
         for i, cell in pending:
-            log(f"cell {i}/{len(cells)}: {cell.id}")
+            if not claimed(i, cell):
+                continue
             try:
                 run_cell(suite, cell, out, log=log, progress=progress)
                 done.append(cell.id)
             except RobustADError as err:
                 log(f"[{cell.id}] failed: {err}")
                 failed.append(cell.id)
+            finally:
+                release_cell(out, cell)
     else:
         env = {**os.environ}
         if jobs > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
         running: dict[subprocess.Popen, Cell] = {}
-        total, started = len(pending), time.perf_counter()
+        started = time.perf_counter()
         while pending or running:
             while pending and len(running) < jobs:
                 i, cell = pending.pop(0)
-                log(f"cell {i}/{len(cells)}: {cell.id}")
+                if not claimed(i, cell):
+                    continue
                 spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out)})
                 running[subprocess.Popen([sys.executable, "-m", "robustad.benchmark.cell", spec], env=env)] = cell
             finished = [p for p in running if p.poll() is not None]
@@ -159,17 +239,21 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                 continue
             for proc in finished:
                 cell = running.pop(proc)
+                release_cell(out, cell)
                 (done if proc.returncode == 0 else failed).append(cell.id)
                 if proc.returncode != 0:
                     log(f"[{cell.id}] failed (exit code {proc.returncode}); its error is above. "
                         "Re-running the command retries it.")
                 finished_count = len(done) + len(failed)
+                to_go = len(pending) + len(running)  # less any that another runner takes
                 elapsed = time.perf_counter() - started
-                log(f"{finished_count}/{total} cells finished in {_hours(elapsed)}; about "
-                    f"{_hours(elapsed / finished_count * (total - finished_count))} to go at this pace")
+                log(f"{finished_count}/{finished_count + to_go} cells finished in {_hours(elapsed)}; about "
+                    f"{_hours(elapsed / finished_count * to_go)} to go at this pace")
     if skipped:
         log(f"{len(skipped)} cell(s) already had results and were skipped")
-    return {"done": done, "skipped": skipped, "failed": failed}
+    if busy:
+        log(f"{len(busy)} cell(s) were being run by another runner and were skipped")
+    return {"done": done, "skipped": skipped, "failed": failed, "busy": busy}
 
 
 def _hours(seconds: float) -> str:
