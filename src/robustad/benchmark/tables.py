@@ -81,7 +81,7 @@ def _machines(cells: list[dict]) -> str:
     return "Machines (times compare only within one): " + "; ".join(f"{m}: {n} cells" for m, n in counts.most_common())
 
 
-def aggregate(out: str | Path, title: str | None = None) -> Path | None:
+def aggregate(out: str | Path) -> Path | None:
     """results.csv, results.md and clean_vs_attacked.png in `out` from out/cells/*.json."""
     out = Path(out)
     cells = load_cells(out)
@@ -98,7 +98,7 @@ def aggregate(out: str | Path, title: str | None = None) -> Path | None:
     for c in cells:
         by_data[c["dataset"]].append(c)
     suites = sorted({str(c.get("suite", "")) for c in cells} - {""})
-    lines = [f"# {title or 'robustad benchmark ' + ', '.join(suites)}", ""]
+    lines = [f"# robustad benchmark {', '.join(suites)}", ""]
     lines += [f"{_machines(cells)}; cells dated {min(c['date'] for c in cells)[:10]} to "
               f"{max(c['date'] for c in cells)[:10]}. AUROC in %, attacked = worst case per image over the "
               "suite's attacks (target both). Masking checks, per cell from its own rows (tolerance "
