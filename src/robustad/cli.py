@@ -329,7 +329,14 @@ def cmd_benchmark(args) -> int:
         suite.max_train = args.max_train
     out = Path(args.out or f"runs/benchmark/{suite.name}")
     failed = []
-    if not args.aggregate_only:
+    if args.merge_from:
+        from robustad.benchmark.merge import MERGE_FILE, merge_cells
+
+        manifest = merge_cells(args.merge_from, out, suite=suite.name, cell_ids={c.id for c in suite.cells()})
+        print(f"merged {len(manifest['cells'])} cells from {', '.join(args.merge_from)} into {out}/cells "
+              f"(the first folder holding a cell wins; {out}/{MERGE_FILE} says which came from where)",
+              file=sys.stderr)
+    elif not args.aggregate_only:
         cells = suite.cells()
         print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
@@ -440,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", type=int, help="test images per cell (default: the suite's)")
     p.add_argument("--max-train", type=int, help="training images per cell (default: the suite's)")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from existing cells")
+    p.add_argument("--merge-from", type=_csv_list, metavar="DIR,DIR,...",
+                   help="run nothing: copy the suite's cells (or the selected ones) from these result folders "
+                        "into --out (the first folder holding a cell wins), then build one table from them that "
+                        "marks which machine ran which cell")
     p.add_argument("--in-process", action="store_true",
                    help="run cells in this process (faster start; peak memory is then the whole run's)")
     p.add_argument("--jobs", type=int, default=1,

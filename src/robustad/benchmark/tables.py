@@ -72,10 +72,19 @@ def _sort_key(normal: str):
     return (0, int(normal), "") if normal.isdigit() else (1, 0, normal)
 
 
+def _machine(cell: dict) -> str:
+    return f"{cell.get('device_name')} ({cell.get('device')}); torch {cell['library_versions'].get('torch')}"
+
+
+def _machine_marks(cells: list[dict]) -> dict[str, str]:
+    """A mark per machine for the per-class tables: none for the machine that ran most cells."""
+    ranked = [m for m, _ in Counter(_machine(c) for c in cells).most_common()]
+    return {m: "" if i == 0 else "¹²³"[i - 1] if i < 4 else f"({i})" for i, m in enumerate(ranked)}
+
+
 def _machines(cells: list[dict]) -> str:
     """Which machines ran the cells: their times are only comparable within one machine."""
-    counts = Counter(f"{c.get('device_name')} ({c.get('device')}); torch {c['library_versions'].get('torch')}"
-                     for c in cells)
+    counts = Counter(_machine(c) for c in cells)
     if len(counts) == 1:
         return f"Machine: {next(iter(counts))}"
     return "Machines (times compare only within one): " + "; ".join(f"{m}: {n} cells" for m, n in counts.most_common())
@@ -130,15 +139,24 @@ def aggregate(out: str | Path) -> Path | None:
         if len({frozenset(c["normal"] for c in rows if c["method"] == m) for m in {c["method"] for c in rows}}) > 1:
             lines += ["Methods were run on different classes so far: compare their means with care, or use the "
                       "per-class table.", ""]
+        marks = _machine_marks(rows)
+        if len(marks) > 1:
+            lines += ["The cells of this data set ran on more than one machine: train s, score ms/img and peak RSS "
+                      "mix them, and compare only within one machine (the per-class table marks which ran where).",
+                      ""]
         if len(classes) > 1:
             lines += ["Per class, clean / attacked:", "",
                       "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
             for method in _order(c["method"] for c in rows):
                 cellmap = {c["normal"]: c for c in rows if c["method"] == method}
                 lines.append(f"| {method} | " + " | ".join(
-                    f"{_pct(cellmap[k]['auroc_clean'])} / {_pct(cellmap[k]['auroc_attack'])}" if k in cellmap else ""
+                    f"{_pct(cellmap[k]['auroc_clean'])} / {_pct(cellmap[k]['auroc_attack'])}"
+                    f"{marks[_machine(cellmap[k])]}" if k in cellmap else ""
                     for k in classes) + " |")
             lines.append("")
+            legend = [f"- {mark} ran on {machine}" for machine, mark in marks.items() if mark]
+            if legend:
+                lines += legend + [""]
     (out / "results.md").write_text("\n".join(lines))
     _plot(cells, out / "clean_vs_attacked.png")
     return out / "results.md"
