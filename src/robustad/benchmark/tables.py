@@ -76,10 +76,13 @@ def _machine(cell: dict) -> str:
     return f"{cell.get('device_name')} ({cell.get('device')}); torch {cell['library_versions'].get('torch')}"
 
 
+MACHINE_MARKS = ("", "¹", "²", "³")  # the machine that ran most cells goes unmarked
+
+
 def _machine_marks(cells: list[dict]) -> dict[str, str]:
-    """A mark per machine for the per-class tables: none for the machine that ran most cells."""
+    """A mark per machine for the per-class tables, by how many cells each ran."""
     ranked = [m for m, _ in Counter(_machine(c) for c in cells).most_common()]
-    return {m: "" if i == 0 else "¹²³"[i - 1] if i < 4 else f"({i})" for i, m in enumerate(ranked)}
+    return {m: MACHINE_MARKS[i] if i < len(MACHINE_MARKS) else f"({i})" for i, m in enumerate(ranked)}
 
 
 def _machines(cells: list[dict]) -> str:
