@@ -1,5 +1,6 @@
 """The benchmark runner on scikit-learn's digits: cells, resume, subprocess cells, tables."""
 
+import dataclasses
 import json
 import os
 
@@ -63,6 +64,23 @@ def test_run_resume_and_aggregate(tmp_path):
     text = aggregate(tmp_path).read_text()
     assert "Machines (times compare only within one)" in text and "Some GPU (cuda:0)" in text
     assert ": 2 cells" in text and ": 1 cells" in text
+
+
+def test_a_cell_measured_with_another_config_is_stale_and_runs_again(tmp_path):
+    suite = _tiny_suite(methods=("deep-svdd",)).select(classes=["0"])
+    run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
+    old = json.loads((tmp_path / "cells" / "digits-0-deep-svdd-s0.json").read_text())
+    changed = dataclasses.replace(suite, train_overrides={**TINY, "train.steps_per_epoch": 3})
+    messages = []
+    outcome = run_benchmark(changed, tmp_path, log=messages.append, in_process=True)
+    assert outcome["done"] == ["digits-0-deep-svdd-s0"] and not outcome["skipped"]
+    assert any("another config" in m and "train.steps_per_epoch: 2 -> 3" in m for m in messages), messages
+    new = json.loads((tmp_path / "cells" / "digits-0-deep-svdd-s0.json").read_text())
+    assert new["config"]["train"]["steps_per_epoch"] == 3
+    (kept,) = (tmp_path / "stale").iterdir()  # the old result and its training run are kept, not deleted
+    assert json.loads((kept / "digits-0-deep-svdd-s0.json").read_text()) == old
+    assert (kept / "runs" / "detector.json").is_file()
+    assert run_benchmark(changed, tmp_path, log=lambda m: None, in_process=True)["skipped"] == ["digits-0-deep-svdd-s0"]
 
 
 def test_a_cell_in_its_own_process(tmp_path):
@@ -141,6 +159,25 @@ def test_published_tables_are_rebuilt_from_their_cells(tmp_path):
         shutil.copytree(published / "cells", tmp_path / published.name / "cells")
         rebuilt = aggregate(tmp_path / published.name)
         assert rebuilt.read_text() == (published / "results.md").read_text(), published.name
+
+
+def test_published_cells_were_measured_with_the_presets_of_today():
+    """A preset or suite change must come with re-run cells (the runner re-runs stale ones by itself)."""
+    from pathlib import Path
+
+    from robustad.benchmark.runner import cell_config
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    wanted, stale = {}, []
+    for path in sorted(root.glob("*/cells/*.json")):
+        record = json.loads(path.read_text())
+        cell = Cell(**record["cell"])
+        key = (record["suite"], cell.dataset, cell.method, cell.seed)
+        if key not in wanted:
+            wanted[key] = cell_config(benchmark_suite(record["suite"]), cell)
+        if record["config"] != wanted[key]:
+            stale.append(str(path.relative_to(root)))
+    assert wanted and not stale, f"{len(stale)} published cells are stale, e.g. {stale[:3]}"
 
 
 def test_compare_cells_script_reports_the_shared_cells(tmp_path):

@@ -48,6 +48,17 @@ def test_train_again_loads_the_finished_run(trained, capsys):
     assert "loading it instead" in capsys.readouterr().err
 
 
+def test_train_again_with_another_config_refuses_the_finished_run(trained, capsys):
+    before = (trained / "detector.safetensors").read_bytes()
+    args = ["train", "--data", "digits", "--normal-class", "0", "--out", str(trained), "--quiet", *TINY_SET]
+    assert main([*args, "--set", "train.lr=0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "another config" in err and "train.lr: 0.1 -> 0.05" in err and "Move or delete" in err
+    assert main([*args, "--method", "deep-svdd"]) == 2  # another method is another detector too
+    assert "method: cobra -> deep-svdd" in capsys.readouterr().err
+    assert (trained / "detector.safetensors").read_bytes() == before  # nothing overwritten
+
+
 def test_evaluate_writes_reports(trained, tmp_path):
     out = tmp_path / "eval"
     code = main(["evaluate", "--detector", f"tiny={trained}", "--data", "digits", "--normal-class", "0",

@@ -16,7 +16,7 @@ import torch
 
 from robustad.attacks.base import AttackConfig
 from robustad.data.datasets import AnomalySplit
-from robustad.errors import DataError
+from robustad.errors import CheckpointError, DataError
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
 from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
@@ -88,14 +88,29 @@ def train_or_resume(
     log: Callable[[str], None] = say,
     method: str = "cobra",
 ):
-    """Fit a detector of `method` into `out`, or load it if a finished one is there (resumes a killed run)."""
+    """Fit a detector of `method` into `out`, or load it if a finished one is there (resumes a killed run).
+
+    A finished detector is loaded only if it was trained with the config asked for now; one trained
+    with another (an older preset, other overrides) is refused rather than passed off as this one.
+    """
     from robustad.methods.catalog import build_detector
+    from robustad.methods.checkpoint import config_changes, json_form, read_meta
     from robustad.methods.registry import load_detector
 
-    if (out / META_FILE).is_file():
-        log(f"found a finished detector in {out}; loading it instead of training again")
-        return load_detector(out)
     detector = build_detector(method, config_preset, overrides, log=log)
+    if (out / META_FILE).is_file():
+        meta = read_meta(out)
+        changes = config_changes(meta.get("config") or {}, json_form(detector.config.to_dict()))
+        if meta.get("method") != detector.name:
+            changes.insert(0, f"method: {meta.get('method')} -> {detector.name}")
+        if changes:
+            shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise CheckpointError(
+                f"{out} holds a finished detector trained with another config than the one asked for now "
+                f"({shown}). Move or delete {out} to train this config, or choose another output folder."
+            )
+        log(f"found a finished detector in {out} with this config; loading it instead of training again")
+        return load_detector(out)
     detector.fit(train_images, run_dir=out, progress=progress, log=log)
     detector.save(out)
     return detector

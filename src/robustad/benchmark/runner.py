@@ -19,6 +19,7 @@ from robustad.errors import ConfigError, RobustADError
 
 CELLS_DIR = "cells"
 RUNS_DIR = "runs"
+STALE_DIR = "stale"  # results of cells whose config has changed since, kept for reference
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
@@ -83,6 +84,36 @@ def claim_cell(out: Path, cell: Cell) -> str | None:
 
 def release_cell(out: Path, cell: Cell) -> None:
     _lock_path(out, cell).unlink(missing_ok=True)
+
+
+def cell_config(suite: BenchmarkSuite, cell: Cell) -> dict[str, Any]:
+    """The training config the suite gives this cell now (as JSON reads it back)."""
+    from robustad.data.registry import preset_for
+    from robustad.methods.catalog import build_detector
+    from robustad.methods.checkpoint import json_form
+
+    overrides = {**suite.train_overrides, "train.seed": cell.seed}
+    return json_form(build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config.to_dict())
+
+
+def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> list[str]:
+    """How the result file of `cell` in `out` differs from what the suite would train now ([] if current)."""
+    from robustad.methods.checkpoint import config_changes
+
+    record = json.loads(cell_path(out, cell).read_text())
+    return config_changes(record.get("config") or {}, cell_config(suite, cell))
+
+
+def retire_cell(out: Path, cell: Cell) -> Path:
+    """Move a stale cell's result and training run under out/stale/ (kept, not deleted); return where."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = out / STALE_DIR / f"{cell.id}-{stamp}"
+    target.mkdir(parents=True)
+    os.replace(cell_path(out, cell), target / cell_path(out, cell).name)
+    run = out / RUNS_DIR / cell.id
+    if run.exists():
+        os.replace(run, target / RUNS_DIR)
+    return target
 
 
 def _normal_arg(dataset: str, normal: str) -> dict[str, Any]:
@@ -171,7 +202,10 @@ def _device_name(device) -> str:
 
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
                   in_process: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
-    """Run every cell without a result file; return {done, skipped, failed}.
+    """Run every cell without a current result file; return {done, skipped, failed, busy}.
+
+    A result measured with another config than the cell's preset gives now (the preset or the
+    suite changed since) is stale: it and its training run move to out/stale/ and the cell runs again.
 
     Each cell runs in its own process; `jobs` of them at a time, each with its share of the CPU
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
@@ -189,10 +223,21 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     cells = suite.cells()
     pending = []
     for i, cell in enumerate(cells, 1):
+        changes: list[str] = []
         if cell_path(out, cell).is_file():
-            skipped.append(cell.id)
-        else:
-            pending.append((i, cell))
+            try:
+                changes = stale_cell(suite, cell, out)
+            except FileNotFoundError:  # another runner sharing `out` retired it just now
+                changes = []
+            else:
+                if not changes:
+                    skipped.append(cell.id)
+                    continue
+        if changes:
+            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+            log(f"cell {cell.id} was measured with another config than its preset gives now ({shown}); "
+                f"its result and run moved to {retire_cell(out, cell)}, and it runs again")
+        pending.append((i, cell))
 
     def claimed(i: int, cell: Cell) -> bool:
         """Whether this runner may start the cell now (no result yet, no other runner on it)."""

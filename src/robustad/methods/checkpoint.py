@@ -40,6 +40,22 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted fields where two configs (as JSON dicts) differ, as "field: saved -> wanted"."""
+    changes = []
+    for key in sorted(set(saved) | set(wanted), key=str):
+        old, new = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {old} -> {new}")
+    return changes
+
+
+def json_form(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict as it reads back from JSON (tuples become lists), so it compares with a saved one."""
+    return json.loads(json.dumps(config, default=float))
+
 
 def calibrate(detector: BaseDetector, holdout_x: torch.Tensor, target_fpr: float) -> None:
     """Threshold at the target false-positive rate on held-out normals, plus centre/scale for attacks."""
