@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a detector on normal images and save it",
                        description="Train a detector (COBRA unless --method says otherwise) on the normal images of a "
                                    "data set or folder; save it to --out. The data set's own preset is used unless "
-                                   "--preset is given. Re-running the same command resumes an interrupted run; a finished "
-                                   "detector in --out trained with another config is refused, not overwritten.")
+                                   "--preset is given. Re-running the same command resumes an interrupted run; a "
+                                   "finished detector in --out trained with another config is refused, not "
+                                   "overwritten.")
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
@@ -434,10 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "has no result yet, each in its own process; then write results.csv, results.md "
                                    "and clean_vs_attacked.png. Re-running resumes: finished cells are skipped, an "
                                    "interrupted training continues from its checkpoint, and a cell measured with "
-                                   "another config than its preset gives now is moved to stale/ and run again; runners sharing --out split the cells "
-                                   "(each claims a cell before starting it). Suites: cpu-quick (<30 min on "
-                                   "2 cores: MNIST digit 3, every method, a short budget), cpu-full (MNIST and "
-                                   "Fashion-MNIST all classes + textures: hours), paper (paper-scale presets, GPU).")
+                                   "another config than its preset gives now is moved to stale/ and run again; "
+                                   "runners sharing --out split the cells (each claims a cell before starting it). "
+                                   "Suites: cpu-quick (<30 min on 2 cores: MNIST digit 3, every method, a short "
+                                   "budget), cpu-full (MNIST and Fashion-MNIST all classes + textures: hours), "
+                                   "paper (paper-scale presets, GPU).")
     p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper"])
     p.add_argument("--out", help="folder for cells/, runs/ and the tables (default: runs/benchmark/SUITE)")
     p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")

@@ -94,7 +94,7 @@ def train_or_resume(
     with another (an older preset, other overrides) is refused rather than passed off as this one.
     """
     from robustad.methods.catalog import build_detector
-    from robustad.methods.checkpoint import config_changes, json_form, read_meta
+    from robustad.methods.checkpoint import config_changes, json_form, read_meta, summarize_changes
     from robustad.methods.registry import load_detector
 
     detector = build_detector(method, config_preset, overrides, log=log)
@@ -104,10 +104,10 @@ def train_or_resume(
         if meta.get("method") != detector.name:
             changes.insert(0, f"method: {meta.get('method')} -> {detector.name}")
         if changes:
-            shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
             raise CheckpointError(
                 f"{out} holds a finished detector trained with another config than the one asked for now "
-                f"({shown}). Move or delete {out} to train this config, or choose another output folder."
+                f"({summarize_changes(changes)}). Move or delete {out} to train this config, "
+                "or choose another output folder."
             )
         log(f"found a finished detector in {out} with this config; loading it instead of training again")
         return load_detector(out)

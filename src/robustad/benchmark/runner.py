@@ -211,6 +211,8 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
     one-thread cells finish sooner than two two-thread cells one after the other.
     """
+    from robustad.methods.checkpoint import summarize_changes
+
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
@@ -234,8 +236,8 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                     skipped.append(cell.id)
                     continue
         if changes:
-            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-            log(f"cell {cell.id} was measured with another config than its preset gives now ({shown}); "
+            log(f"cell {cell.id} was measured with another config than its preset gives now "
+                f"({summarize_changes(changes)}); "
                 f"its result and run moved to {retire_cell(out, cell)}, and it runs again")
         pending.append((i, cell))
 

@@ -52,6 +52,12 @@ def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = 
     return changes
 
 
+def summarize_changes(changes: list[str], limit: int = 5) -> str:
+    """The first `limit` config changes joined for a one-line message, with a count of the rest."""
+    more = len(changes) - limit
+    return "; ".join(changes[:limit]) + (f"; and {more} more" if more > 0 else "")
+
+
 def json_form(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict as it reads back from JSON (tuples become lists), so it compares with a saved one."""
     return json.loads(json.dumps(config, default=float))
