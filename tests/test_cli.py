@@ -59,6 +59,18 @@ def test_train_again_with_another_config_refuses_the_finished_run(trained, capsy
     assert (trained / "detector.safetensors").read_bytes() == before  # nothing overwritten
 
 
+def test_train_again_loads_a_run_saved_before_a_config_section_existed(trained, tmp_path, capsys):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    meta = json.loads((old / "detector.json").read_text())
+    del meta["config"]["evaluation"]  # as written before robustad had that section
+    (old / "detector.json").write_text(json.dumps(meta))
+    assert main(["train", "--data", "digits", "--normal-class", "0", "--out", str(old), "--quiet", *TINY_SET]) == 0
+    assert "loading it instead" in capsys.readouterr().err
+
+
 def test_evaluate_writes_reports(trained, tmp_path):
     out = tmp_path / "eval"
     code = main(["evaluate", "--detector", f"tiny={trained}", "--data", "digits", "--normal-class", "0",

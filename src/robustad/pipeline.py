@@ -94,15 +94,17 @@ def train_or_resume(
     with another (an older preset, other overrides) is refused rather than passed off as this one.
     """
     from robustad.methods.catalog import build_detector
-    from robustad.methods.checkpoint import config_changes, json_form, read_meta, summarize_changes
+    from robustad.methods.checkpoint import config_changes, config_from_meta, json_form, read_meta, summarize_changes
     from robustad.methods.registry import load_detector
 
     detector = build_detector(method, config_preset, overrides, log=log)
     if (out / META_FILE).is_file():
         meta = read_meta(out)
-        changes = config_changes(meta.get("config") or {}, json_form(detector.config.to_dict()))
-        if meta.get("method") != detector.name:
-            changes.insert(0, f"method: {meta.get('method')} -> {detector.name}")
+        # Read the saved config as loading would (fields added since take their defaults), then compare.
+        saved = config_from_meta(type(detector.config), meta, out) if meta.get("method") == detector.name else None
+        changes = config_changes(json_form(saved.to_dict()) if saved else {}, json_form(detector.config.to_dict()))
+        if saved is None:
+            changes = [f"method: {meta.get('method')} -> {detector.name}"]
         if changes:
             raise CheckpointError(
                 f"{out} holds a finished detector trained with another config than the one asked for now "

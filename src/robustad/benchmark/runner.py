@@ -86,14 +86,19 @@ def release_cell(out: Path, cell: Cell) -> None:
     _lock_path(out, cell).unlink(missing_ok=True)
 
 
-def cell_config(suite: BenchmarkSuite, cell: Cell) -> dict[str, Any]:
-    """The training config the suite gives this cell now (as JSON reads it back)."""
+def cell_config(suite: BenchmarkSuite, cell: Cell, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training config the suite gives this cell now, as JSON reads it back; or, given the config
+    `recorded` in a cell file, that one read as this version reads it (fields added since take their
+    defaults), so the two compare."""
     from robustad.data.registry import preset_for
     from robustad.methods.catalog import build_detector
     from robustad.methods.checkpoint import json_form
 
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
-    return json_form(build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config.to_dict())
+    config = build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
+    if recorded is not None:
+        config = type(config).from_dict(recorded, source=f"the config of cell {cell.id}")
+    return json_form(config.to_dict())
 
 
 def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> list[str]:
@@ -101,7 +106,11 @@ def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> list[str]:
     from robustad.methods.checkpoint import config_changes
 
     record = json.loads(cell_path(out, cell).read_text())
-    return config_changes(record.get("config") or {}, cell_config(suite, cell))
+    try:
+        recorded = cell_config(suite, cell, record.get("config") or {})
+    except (ConfigError, KeyError, TypeError) as err:
+        return [f"its config does not parse in this version ({err})"]
+    return config_changes(recorded, cell_config(suite, cell))
 
 
 def retire_cell(out: Path, cell: Cell) -> Path:
