@@ -86,16 +86,21 @@ def release_cell(out: Path, cell: Cell) -> None:
     _lock_path(out, cell).unlink(missing_ok=True)
 
 
+def _preset_config(suite: BenchmarkSuite, cell: Cell):
+    from robustad.data.registry import preset_for
+    from robustad.methods.catalog import build_detector
+
+    overrides = {**suite.train_overrides, "train.seed": cell.seed}
+    return build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
+
+
 def cell_config(suite: BenchmarkSuite, cell: Cell, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training config the suite gives this cell now, as JSON reads it back; or, given the config
     `recorded` in a cell file, that one read as this version reads it (fields added since take their
     defaults), so the two compare."""
-    from robustad.data.registry import preset_for
-    from robustad.methods.catalog import build_detector
     from robustad.methods.checkpoint import json_form
 
-    overrides = {**suite.train_overrides, "train.seed": cell.seed}
-    config = build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
+    config = _preset_config(suite, cell)
     if recorded is not None:
         config = type(config).from_dict(recorded, source=f"the config of cell {cell.id}")
     return json_form(config.to_dict())
@@ -103,14 +108,15 @@ def cell_config(suite: BenchmarkSuite, cell: Cell, recorded: dict[str, Any] | No
 
 def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> list[str]:
     """How the result file of `cell` in `out` differs from what the suite would train now ([] if current)."""
-    from robustad.methods.checkpoint import config_changes
+    from robustad.methods.checkpoint import config_changes, json_form
 
     record = json.loads(cell_path(out, cell).read_text())
+    current = _preset_config(suite, cell)
     try:
-        recorded = cell_config(suite, cell, record.get("config") or {})
+        recorded = type(current).from_dict(record.get("config") or {}, source=f"the config of cell {cell.id}")
     except (ConfigError, KeyError, TypeError) as err:
         return [f"its config does not parse in this version ({err})"]
-    return config_changes(recorded, cell_config(suite, cell))
+    return config_changes(json_form(recorded.to_dict()), json_form(current.to_dict()))
 
 
 def retire_cell(out: Path, cell: Cell) -> Path:
@@ -234,16 +240,13 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     cells = suite.cells()
     pending = []
     for i, cell in enumerate(cells, 1):
-        changes: list[str] = []
-        if cell_path(out, cell).is_file():
-            try:
-                changes = stale_cell(suite, cell, out)
-            except FileNotFoundError:  # another runner sharing `out` retired it just now
-                changes = []
-            else:
-                if not changes:
-                    skipped.append(cell.id)
-                    continue
+        try:
+            changes = stale_cell(suite, cell, out) if cell_path(out, cell).is_file() else None
+        except FileNotFoundError:  # another runner sharing `out` retired it just now
+            changes = None
+        if changes == []:
+            skipped.append(cell.id)
+            continue
         if changes:
             log(f"cell {cell.id} was measured with another config than its preset gives now "
                 f"({summarize_changes(changes)}); "
