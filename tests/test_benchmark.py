@@ -74,7 +74,7 @@ def test_a_cell_measured_with_another_config_is_stale_and_runs_again(tmp_path):
     messages = []
     outcome = run_benchmark(changed, tmp_path, log=messages.append, in_process=True)
     assert outcome["done"] == ["digits-0-deep-svdd-s0"] and not outcome["skipped"]
-    assert any("another config" in m and "train.steps_per_epoch: 2 -> 3" in m for m in messages), messages
+    assert any("trained with another config" in m and "train.steps_per_epoch: 2 -> 3" in m for m in messages), messages
     new = json.loads((tmp_path / "cells" / "digits-0-deep-svdd-s0.json").read_text())
     assert new["config"]["train"]["steps_per_epoch"] == 3
     (kept,) = (tmp_path / "stale").iterdir()  # the old result and its training run are kept, not deleted
@@ -85,6 +85,53 @@ def test_a_cell_measured_with_another_config_is_stale_and_runs_again(tmp_path):
     path = tmp_path / "cells" / "digits-0-deep-svdd-s0.json"
     path.write_text(json.dumps({**new, "config": {k: v for k, v in new["config"].items() if k != "evaluation"}}))
     assert run_benchmark(changed, tmp_path, log=lambda m: None, in_process=True)["skipped"] == ["digits-0-deep-svdd-s0"]
+
+
+def test_a_cell_measured_with_another_suite_is_stale_and_evaluated_again(tmp_path):
+    """Another test-set size or attack list is as stale as another training config, but the trained
+    detector is still the one the suite wants: it is kept and evaluated again, not retrained."""
+    suite = _tiny_suite(methods=("deep-svdd",)).select(classes=["0"])
+    run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
+    path = tmp_path / "cells" / "digits-0-deep-svdd-s0.json"
+    assert json.loads(path.read_text())["measurement"]["max_test"] == 20
+    weights = tmp_path / "runs" / "digits-0-deep-svdd-s0" / "detector.safetensors"
+    trained = weights.stat().st_mtime_ns
+    messages = []
+    fewer = dataclasses.replace(suite, max_test=10)
+    assert run_benchmark(fewer, tmp_path, log=messages.append, in_process=True)["done"] == ["digits-0-deep-svdd-s0"]
+    assert any("another test set or attacks" in m and "suite.max_test: 20 -> 10" in m for m in messages), messages
+    assert json.loads(path.read_text())["num_test"] == 10
+    assert weights.stat().st_mtime_ns == trained  # loaded, not trained again
+    messages = []
+    stronger = dataclasses.replace(fewer, attacks=(AttackSpec("pgd", steps=3), AttackSpec("square", queries=5)))
+    assert run_benchmark(stronger, tmp_path, log=messages.append, in_process=True)["done"] == ["digits-0-deep-svdd-s0"]
+    assert any("suite.attacks.pgd-2x1" in m and "suite.attacks.pgd-3x1" in m for m in messages), messages
+    assert set(json.loads(path.read_text())["attacks"]) == {"pgd-3x1", "square-5"}
+    assert run_benchmark(stronger, tmp_path, log=lambda m: None, in_process=True)["skipped"] == ["digits-0-deep-svdd-s0"]
+    kept = sorted((tmp_path / "stale").iterdir())
+    assert len(kept) == 2 and all([f.name for f in k.iterdir()] == [path.name] for k in kept)
+    messages = []  # fewer training images: another detector, so the run is retired and trained again
+    smaller = dataclasses.replace(stronger, max_train=40)
+    assert run_benchmark(smaller, tmp_path, log=messages.append, in_process=True)["done"] == ["digits-0-deep-svdd-s0"]
+    assert any("trained with another config" in m and "suite.max_train: 60 -> 40" in m for m in messages), messages
+    assert json.loads(path.read_text())["num_train"] == 40 and weights.stat().st_mtime_ns != trained
+
+
+def test_a_cell_from_before_cells_recorded_their_suite_is_checked_by_its_rows(tmp_path):
+    from robustad.benchmark.runner import record_changes
+
+    suite = _tiny_suite(methods=("deep-svdd",)).select(classes=["0"])
+    run_benchmark(suite, tmp_path, log=lambda m: None, in_process=True)
+    record = json.loads((tmp_path / "cells" / "digits-0-deep-svdd-s0.json").read_text())
+    cell = suite.cells()[0]
+    old = {k: v for k, v in record.items() if k != "measurement"}
+    assert record_changes(suite, cell, old) == ([], [])
+    stronger = dataclasses.replace(suite, attacks=(AttackSpec("pgd", steps=3), AttackSpec("square", queries=5)))
+    assert record_changes(stronger, cell, old) == ([], ["attacks: ['pgd-2x1', 'square-5'] -> ['pgd-3x1', 'square-5']"])
+    wider = dataclasses.replace(suite, sweep_factors=(2.0, 4.0))
+    assert [c.split(":")[0] for c in record_changes(wider, cell, old)[1]] == ["eps sweep"]
+    assert record_changes(dataclasses.replace(suite, max_test=10), cell, old) == ([], ["num_test: 20 -> at most 10"])
+    assert record_changes(dataclasses.replace(suite, max_train=40), cell, old) == (["num_train: 60 -> at most 40"], [])
 
 
 def test_a_cell_in_its_own_process(tmp_path):
@@ -169,19 +216,20 @@ def test_published_cells_were_measured_with_the_presets_of_today():
     """A preset or suite change must come with re-run cells (the runner re-runs stale ones by itself)."""
     from pathlib import Path
 
-    from robustad.benchmark.runner import cell_config
+    from robustad.benchmark.runner import _preset_config, record_changes
 
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    wanted, stale = {}, []
+    presets, stale = {}, []
     for path in sorted(root.glob("*/cells/*.json")):
         record = json.loads(path.read_text())
-        cell = Cell(**record["cell"])
+        cell, suite = Cell(**record["cell"]), benchmark_suite(record["suite"])
         key = (record["suite"], cell.dataset, cell.method, cell.seed)
-        if key not in wanted:
-            wanted[key] = cell_config(benchmark_suite(record["suite"]), cell)
-        if cell_config(benchmark_suite(record["suite"]), cell, record["config"]) != wanted[key]:
-            stale.append(str(path.relative_to(root)))
-    assert wanted and not stale, f"{len(stale)} published cells are stale, e.g. {stale[:3]}"
+        if key not in presets:
+            presets[key] = _preset_config(suite, cell)
+        training, measured = record_changes(suite, cell, record, presets[key])
+        if training or measured:
+            stale.append(f"{path.relative_to(root)}: {(training + measured)[:2]}")
+    assert presets and not stale, f"{len(stale)} published cells are stale, e.g. {stale[:3]}"
 
 
 def test_compare_cells_script_reports_the_shared_cells(tmp_path):

@@ -94,39 +94,85 @@ def _preset_config(suite: BenchmarkSuite, cell: Cell):
     return build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
 
 
-def cell_config(suite: BenchmarkSuite, cell: Cell, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The training config the suite gives this cell now, as JSON reads it back; or, given the config
-    `recorded` in a cell file, that one read as this version reads it (fields added since take their
-    defaults), so the two compare."""
+def measurement(suite: BenchmarkSuite, eps: float) -> dict[str, Any]:
+    """What a cell's AUROCs depend on besides its trained detector: the data limits and the attacks
+    (as JSON reads them back). Recorded in every cell, so that a changed suite makes old cells stale."""
     from robustad.methods.checkpoint import json_form
 
-    config = _preset_config(suite, cell)
-    if recorded is not None:
-        config = type(config).from_dict(recorded, source=f"the config of cell {cell.id}")
-    return json_form(config.to_dict())
+    attacks = suite.attack_suite(eps)
+    return json_form({"max_train": suite.max_train, "max_test": suite.max_test, "eps": eps,
+                      "targets": list(attacks.targets),
+                      "attacks": {spec.label(): asdict(spec) for spec in attacks.attacks}})
 
 
-def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> list[str]:
-    """How the result file of `cell` in `out` differs from what the suite would train now ([] if current)."""
+def _changes_shown_by_rows(suite: BenchmarkSuite, record: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """For cells written before they recorded their measurement: what their rows show of it, as
+    (training-set size beyond the suite's limit, changes to the test-set size, attack labels at the
+    cell's eps or sweep budgets)."""
+    wanted = suite.attack_suite(float(record["eps"]))
+    training, measured = [], []
+    if suite.max_train is not None and record.get("num_train", 0) > suite.max_train:
+        training.append(f"num_train: {record['num_train']} -> at most {suite.max_train}")
+    if suite.max_test is not None and record.get("num_test", 0) > suite.max_test:
+        measured.append(f"num_test: {record['num_test']} -> at most {suite.max_test}")
+    have = sorted(a for a in record.get("attacks", {}) if not a.startswith("adaptive"))
+    want = sorted(s.label() for s in wanted.attacks if s.eps is None and s.kind not in ("adaptive", "transfer"))
+    if have != want:
+        measured.append(f"attacks: {have} -> {want}")
+    if any(a.startswith("adaptive") for a in record.get("attacks", {})) and not any(
+            s.kind == "adaptive" for s in wanted.attacks):
+        measured.append("adaptive attacks: run -> not in the suite")
+    have_sweep = sorted({(r["attack"], round(r["eps_255"], 3)) for r in record.get("suite_rows", [])
+                         if r["attack"].endswith("-sweep")})
+    want_sweep = sorted((s.label(), round(e * 255, 3)) for s in wanted.attacks if s.eps for e in s.eps)
+    if have_sweep != want_sweep:
+        measured.append(f"eps sweep: {have_sweep} -> {want_sweep}")
+    return training, measured
+
+
+def record_changes(suite: BenchmarkSuite, cell: Cell, record: dict[str, Any],
+                   current=None) -> tuple[list[str], list[str]]:
+    """How a cell's result `record` differs from what the suite would measure now, as (changes to what
+    the detector was trained on: config and training-set limit; changes to the test-set limit or the
+    attacks); both empty when it is current. Config fields added to robustad since take their
+    defaults. `current`: the cell's preset config, when the caller has already built it."""
     from robustad.methods.checkpoint import config_changes, json_form
 
-    record = json.loads(cell_path(out, cell).read_text())
-    current = _preset_config(suite, cell)
+    current = _preset_config(suite, cell) if current is None else current
     try:
         recorded = type(current).from_dict(record.get("config") or {}, source=f"the config of cell {cell.id}")
     except (ConfigError, KeyError, TypeError) as err:
-        return [f"its config does not parse in this version ({err})"]
-    return config_changes(json_form(recorded.to_dict()), json_form(current.to_dict()))
+        return [f"its config does not parse in this version ({err})"], []
+    training = config_changes(json_form(recorded.to_dict()), json_form(current.to_dict()))
+    if "measurement" not in record:
+        more_training, measured = _changes_shown_by_rows(suite, record)
+        return training + more_training, measured
+    then, now = dict(record["measurement"]), measurement(suite, float(current.evaluation.eps))
+    if then.pop("max_train", None) != now.pop("max_train"):
+        training.append(f"suite.max_train: {record['measurement'].get('max_train')} -> {suite.max_train}")
+    return training, config_changes(then, now, prefix="suite.")
 
 
-def retire_cell(out: Path, cell: Cell) -> Path:
-    """Move a stale cell's result and training run under out/stale/ (kept, not deleted); return where."""
+def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> tuple[list[str], list[str]]:
+    """record_changes() of the result file of `cell` in `out`."""
+    return record_changes(suite, cell, json.loads(cell_path(out, cell).read_text()))
+
+
+def retire_cell(out: Path, cell: Cell, keep_run: bool = False) -> Path:
+    """Move a stale cell's result, and its training run unless `keep_run` (the detector is still the
+    one the suite would train), under out/stale/ (kept, not deleted); return where."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = out / STALE_DIR / f"{cell.id}-{stamp}"
-    target.mkdir(parents=True)
+    (out / STALE_DIR).mkdir(parents=True, exist_ok=True)
+    target, n = out / STALE_DIR / f"{cell.id}-{stamp}", 1
+    while True:  # a cell retired twice within one second gets a numbered folder
+        try:
+            target.mkdir()
+            break
+        except FileExistsError:
+            target, n = out / STALE_DIR / f"{cell.id}-{stamp}-{n}", n + 1
     os.replace(cell_path(out, cell), target / cell_path(out, cell).name)
     run = out / RUNS_DIR / cell.id
-    if run.exists():
+    if run.exists() and not keep_run:
         os.replace(run, target / RUNS_DIR)
     return target
 
@@ -193,7 +239,8 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
         "torch_threads": torch.get_num_threads(),  # timings depend on it (--jobs gives each cell fewer)
         "num_train": int(split.train.shape[0]), "num_test": int(split.test.shape[0]),
         "num_test_anomalies": int(split.test_labels.sum()), "data": split.describe(),
-        "config": config.to_dict(), "notes": result.notes, "suite_rows": rows,
+        "config": config.to_dict(), "measurement": measurement(suite, eps), "notes": result.notes,
+        "suite_rows": rows,
         "library_versions": library_versions(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
     }
@@ -219,8 +266,10 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                   in_process: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
     """Run every cell without a current result file; return {done, skipped, failed, busy}.
 
-    A result measured with another config than the cell's preset gives now (the preset or the
-    suite changed since) is stale: it and its training run move to out/stale/ and the cell runs again.
+    A result measured otherwise than the suite would measure it now is stale: trained with another
+    config (the preset or the suite's overrides changed since), its result and training run move to
+    out/stale/ and the cell runs again; measured on another test set or with other attacks, only its
+    result moves, and the kept detector is evaluated again.
 
     Each cell runs in its own process; `jobs` of them at a time, each with its share of the CPU
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
@@ -241,16 +290,20 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     pending = []
     for i, cell in enumerate(cells, 1):
         try:
-            changes = stale_cell(suite, cell, out) if cell_path(out, cell).is_file() else None
+            training, measured = stale_cell(suite, cell, out) if cell_path(out, cell).is_file() else (None, None)
         except FileNotFoundError:  # another runner sharing `out` retired it just now
-            changes = None
-        if changes == []:
+            training = measured = None
+        if training == measured == []:
             skipped.append(cell.id)
             continue
-        if changes:
-            log(f"cell {cell.id} was measured with another config than its preset gives now "
-                f"({summarize_changes(changes)}); "
+        if training:
+            log(f"cell {cell.id} was trained with another config than its preset gives now "
+                f"({summarize_changes(training + measured)}); "
                 f"its result and run moved to {retire_cell(out, cell)}, and it runs again")
+        elif measured:
+            log(f"cell {cell.id} was measured with another test set or attacks than the suite gives now "
+                f"({summarize_changes(measured)}); its result moved to {retire_cell(out, cell, keep_run=True)}, "
+                "and it is evaluated again (its trained detector is kept)")
         pending.append((i, cell))
 
     def claimed(i: int, cell: Cell) -> bool:
