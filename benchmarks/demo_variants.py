@@ -23,7 +23,7 @@ import torch
 from robustad import Cobra
 from robustad.data.datasets import load_split
 from robustad.evaluation.metrics import auroc
-from robustad.methods.adversarial import pgd_maximize
+from robustad.methods.adversarial import pgd_ascend_loss
 from robustad.methods.checkpoint import META_FILE
 
 
@@ -52,7 +52,7 @@ def main() -> None:
                "train_images_per_second": round(det.fit_info_.get("train_images_per_second", float("nan")), 1),
                "clean": round(100 * auroc(det.score(x), y), 1)}
         for eps in (int(e) for e in args.eps.split(",")):
-            x_adv = pgd_maximize(lambda z: (direction * det.score(z)).sum(), x, eps / 255, args.steps)
+            x_adv = pgd_ascend_loss(lambda z: (direction * det.score(z)).sum(), x, eps / 255, args.steps)
             row[f"pgd{args.steps}_{eps}/255"] = round(100 * auroc(det.score(x_adv), y), 1)
         print(json.dumps(row), flush=True)
 

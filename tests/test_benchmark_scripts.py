@@ -1,0 +1,41 @@
+"""The scripts in benchmarks/ that BENCHMARKS.md quotes: each must still import and parse its arguments.
+
+They are not part of the package, so nothing else would notice when a rename in robustad breaks one.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
+
+
+def test_there_are_scripts_to_check():
+    assert {p.name for p in SCRIPTS} >= {"demo_variants.py", "train_throughput.py", "texture_pseudo_anomalies.py",
+                                         "compare_cells.py"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_script_imports_and_prints_its_help(script):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
+
+
+def test_train_throughput_measures_a_tiny_step():
+    import importlib.util
+
+    from robustad.config import CobraConfig
+
+    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = CobraConfig.from_preset("cpu-small").with_overrides(
+        {"model.width": 4, "train.batch_size": 4, "adversarial.steps": 1})
+    assert module.measure(config, size=16, channels=1, steps=1) > 0
