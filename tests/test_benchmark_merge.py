@@ -70,6 +70,22 @@ def test_cells_that_measured_different_things_are_refused(tmp_path):
         merge_cells([a], tmp_path / "m")
 
 
+def test_recorded_measurements_must_agree_and_older_cells_are_judged_by_the_rest(tmp_path):
+    from robustad.benchmark import benchmark_suite
+    from robustad.benchmark.runner import measurement
+
+    suite = benchmark_suite("cpu-full")
+    settings = measurement(suite, 8 / 255)
+    stronger = json.loads(json.dumps(settings))
+    stronger["attacks"]["adaptive"]["steps"] = 50  # same label, stronger attack
+    old = _source(tmp_path / "old", ["mnist-0-cobra-s0"])  # a published cell: no recorded measurement
+    new = _source(tmp_path / "new", ["mnist-1-cobra-s0"], measurement=settings)
+    other = _source(tmp_path / "other", ["mnist-2-cobra-s0"], measurement=stronger)
+    assert len(merge_cells([old, new], tmp_path / "m1")["cells"]) == 2
+    with pytest.raises(ConfigError, match="differ in measurement"):
+        merge_cells([old, new, other], tmp_path / "m2")
+
+
 def test_cli_merge_from_builds_one_table(tmp_path, capsys):
     a = _source(tmp_path / "a", ["mnist-0-cobra-s0", "mnist-8-knn-s0"], device="cuda:0", device_name="Some GPU")
     b = _source(tmp_path / "b", ["mnist-1-cobra-s0"])

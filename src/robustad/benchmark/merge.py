@@ -24,7 +24,14 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     """The parts of a cell that must agree for two cells of one (data set, method) to share a table."""
     return {"suite": record.get("suite"), "config": record.get("config"), "num_train": record.get("num_train"),
             "num_test": record.get("num_test"), "eps_255": record.get("eps_255"),
-            "attacks": sorted(record.get("attacks", {}))}
+            "attacks": sorted(record.get("attacks", {})),
+            "measurement": record.get("measurement")}  # None in cells older than the field
+
+
+def _differences(fingerprint: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    """Fields where two fingerprints disagree; a cell without a recorded measurement is judged by the rest."""
+    return [k for k in fingerprint if fingerprint[k] != reference.get(k)
+            and not (k == "measurement" and None in (fingerprint[k], reference.get(k)))]
 
 
 def merge_cells(sources: list[str | Path], out: str | Path, suite: str | None = None,
@@ -56,12 +63,13 @@ def merge_cells(sources: list[str | Path], out: str | Path, suite: str | None = 
                 raise ConfigError(f"{path} is a cell of suite {record.get('suite')!r}, not {suite!r}")
             key = (record["cell"]["dataset"], record["cell"]["method"])
             fingerprint = _comparable(record)
-            if key in reference and reference[key][1] != fingerprint:
+            if key in reference and _differences(fingerprint, reference[key][1]):
                 other, theirs = reference[key]
-                differ = ", ".join(k for k in fingerprint if fingerprint[k] != theirs.get(k))
+                differ = ", ".join(_differences(fingerprint, theirs))
                 raise ConfigError(f"{path} and {other} differ in {differ}: they did not measure the same thing, "
                                   "so they cannot share a table")
-            reference.setdefault(key, (str(path), fingerprint))
+            if key not in reference or reference[key][1]["measurement"] is None:
+                reference[key] = (str(path), fingerprint)  # prefer a cell that records its measurement
             chosen[record["id"]] = (src, path)
     if not chosen:
         raise ConfigError(f"no cell results in any of {', '.join(map(str, sources))}")
