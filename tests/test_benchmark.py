@@ -117,6 +117,35 @@ def test_a_cell_measured_with_another_suite_is_stale_and_evaluated_again(tmp_pat
     assert json.loads(path.read_text())["num_train"] == 40 and weights.stat().st_mtime_ns != trained
 
 
+def test_dry_run_says_what_each_cell_would_get_and_touches_nothing(tmp_path, capsys):
+    from robustad.benchmark.runner import plan_benchmark
+
+    suite = _tiny_suite(methods=("deep-svdd",))
+    run_benchmark(suite.select(classes=["0"]), tmp_path, log=lambda m: None, in_process=True)
+    (tmp_path / "runs" / "digits-1-deep-svdd-s0").mkdir(parents=True)  # an interrupted training
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    plan = {row["cell"]: (row["state"], row["detail"]) for row in plan_benchmark(suite, tmp_path)}
+    assert plan == {"digits-0-deep-svdd-s0": ("done", ""),
+                    "digits-1-deep-svdd-s0": ("to run", "its training run is there and resumes")}
+    plan = plan_benchmark(dataclasses.replace(suite, max_test=10), tmp_path)
+    assert plan[0] == {"cell": "digits-0-deep-svdd-s0", "state": "re-evaluate", "detail": "suite.max_test: 20 -> 10"}
+    retrain = dataclasses.replace(suite, train_overrides={**TINY, "train.steps_per_epoch": 3})
+    assert plan_benchmark(retrain, tmp_path)[0]["state"] == "retrain"
+    (tmp_path / "cells" / "digits-1-deep-svdd-s0.running").write_text(
+        json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()}))
+    assert plan_benchmark(suite, tmp_path)[1]["state"] == "running"
+    (tmp_path / "cells" / "digits-1-deep-svdd-s0.running").unlink()
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    # the CLI: the suite's own cells, nothing run
+    assert main(["benchmark", "--suite", "cpu-quick", "--methods", "cobra", "--out", str(tmp_path / "q"),
+                 "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "mnist-3-cobra-s0: to run\n" and "nothing was run or moved" in captured.err
+    assert not (tmp_path / "q" / "cells").exists()
+    assert main(["benchmark", "--suite", "cpu-quick", "--out", str(tmp_path), "--dry-run", "--aggregate-only"]) == 2
+    assert "--dry-run runs nothing by itself" in capsys.readouterr().err
+
+
 def test_a_cell_from_before_cells_recorded_their_suite_is_checked_by_its_rows(tmp_path):
     from robustad.benchmark.runner import record_changes
 

@@ -318,6 +318,8 @@ def cmd_benchmark(args) -> int:
     from robustad.benchmark import aggregate, benchmark_suite, run_benchmark
     from robustad.config import _parse_overrides
 
+    if args.dry_run and (args.merge_from or args.aggregate_only):
+        raise RobustADError("--dry-run runs nothing by itself; drop --merge-from / --aggregate-only to see the plan")
     suite = benchmark_suite(args.suite)
     suite = suite.select(methods=args.methods, datasets=args.datasets, classes=args.classes,
                          seeds=[int(s) for s in args.seeds] if args.seeds else None)
@@ -336,6 +338,16 @@ def cmd_benchmark(args) -> int:
         print(f"merged {len(manifest['cells'])} cells from {', '.join(args.merge_from)} into {out}/cells "
               f"(the first folder holding a cell wins; {out}/{MERGE_FILE} says which came from where)",
               file=sys.stderr)
+    elif args.dry_run:
+        from robustad.benchmark.runner import plan_benchmark
+
+        plan = plan_benchmark(suite, out)
+        for row in plan:
+            print(f"{row['cell']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else ""))
+        counts = {state: sum(row["state"] == state for row in plan) for state in dict.fromkeys(r["state"] for r in plan)}
+        print(f"{len(plan)} cells in {out}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+              + "; nothing was run or moved", file=sys.stderr)
+        return 0
     elif not args.aggregate_only:
         cells = suite.cells()
         print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
@@ -453,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", type=int, help="test images per cell (default: the suite's)")
     p.add_argument("--max-train", type=int, help="training images per cell (default: the suite's)")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from existing cells")
+    p.add_argument("--dry-run", action="store_true",
+                   help="run and move nothing: print what each cell would get (done, retrain or re-evaluate with "
+                        "what changed, running elsewhere, to run)")
     p.add_argument("--merge-from", type=_csv_list, metavar="DIR,DIR,...",
                    help="run nothing: copy the suite's cells (or the selected ones) from these result folders "
                         "into --out (the first folder holding a cell wins), then build one table from them that "

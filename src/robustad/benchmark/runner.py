@@ -262,6 +262,33 @@ def _device_name(device) -> str:
     return platform.processor() or platform.machine()
 
 
+def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[str, str]]:
+    """What run_benchmark would do with each cell, doing none of it: one {"cell", "state", "detail"}
+    per cell, state one of "done", "retrain" (trained with another config), "re-evaluate" (measured
+    on another test set or with other attacks), "running" (claimed by another runner), "to run"."""
+    from robustad.methods.checkpoint import summarize_changes
+
+    suite = benchmark_suite(suite) if isinstance(suite, str) else suite
+    out = Path(out)
+    plan = []
+    for cell in suite.cells():
+        state, detail = "to run", ""
+        if cell_path(out, cell).is_file():
+            training, measured = stale_cell(suite, cell, out)
+            if training:
+                state, detail = "retrain", summarize_changes(training + measured)
+            elif measured:
+                state, detail = "re-evaluate", summarize_changes(measured)
+            else:
+                state = "done"
+        elif _lock_path(out, cell).exists() and (holder := _lock_holder(_lock_path(out, cell))) is not None:
+            state, detail = "running", holder
+        elif (out / RUNS_DIR / cell.id).is_dir():
+            detail = "its training run is there and resumes"
+        plan.append({"cell": cell.id, "state": state, "detail": detail})
+    return plan
+
+
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
                   in_process: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
     """Run every cell without a current result file; return {done, skipped, failed, busy}.
