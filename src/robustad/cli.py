@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
 from robustad import __version__
@@ -344,7 +345,7 @@ def cmd_benchmark(args) -> int:
         plan = plan_benchmark(suite, out)
         for row in plan:
             print(f"{row['cell']}: {row['state']}" + (f" ({row['detail']})" if row["detail"] else ""))
-        counts = {state: sum(row["state"] == state for row in plan) for state in dict.fromkeys(r["state"] for r in plan)}
+        counts = Counter(row["state"] for row in plan)
         print(f"{len(plan)} cells in {out}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
               + "; nothing was run or moved", file=sys.stderr)
         return 0
