@@ -101,10 +101,11 @@ def train_or_resume(
     if (out / META_FILE).is_file():
         meta = read_meta(out)
         # Read the saved config as loading would (fields added since take their defaults), then compare.
-        saved = config_from_meta(type(detector.config), meta, out) if meta.get("method") == detector.name else None
-        changes = config_changes(json_form(saved.to_dict()) if saved else {}, json_form(detector.config.to_dict()))
-        if saved is None:
+        if meta.get("method") != detector.name:
             changes = [f"method: {meta.get('method')} -> {detector.name}"]
+        else:
+            saved = config_from_meta(type(detector.config), meta, out)
+            changes = config_changes(json_form(saved.to_dict()), json_form(detector.config.to_dict()))
         if changes:
             raise CheckpointError(
                 f"{out} holds a finished detector trained with another config than the one asked for now "

@@ -199,9 +199,7 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
     started = time.perf_counter()
     preset = preset_for(cell.dataset, suite.scale)
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
-    from robustad.methods.catalog import build_detector
-
-    config = build_detector(cell.method, preset, overrides).config
+    config = _preset_config(suite, cell)
     split = load_dataset(cell.dataset, root=None, max_train=suite.max_train, max_test=suite.max_test,
                          seed=cell.seed, image_size=config.image_size, **_normal_arg(cell.dataset, cell.normal))
     log(f"[{cell.id}] {split.describe()}; preset {preset}")
@@ -273,15 +271,17 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
     plan = []
     for cell in suite.cells():
         state, detail = "to run", ""
-        if cell_path(out, cell).is_file():
-            training, measured = stale_cell(suite, cell, out)
-            if training:
-                state, detail = "retrain", summarize_changes(training + measured)
-            elif measured:
-                state, detail = "re-evaluate", summarize_changes(measured)
-            else:
-                state = "done"
-        elif _lock_path(out, cell).exists() and (holder := _lock_holder(_lock_path(out, cell))) is not None:
+        try:
+            training, measured = stale_cell(suite, cell, out) if cell_path(out, cell).is_file() else (None, None)
+        except FileNotFoundError:  # another runner sharing `out` retired it just now
+            training = measured = None
+        if training:
+            state, detail = "retrain", summarize_changes(training + measured)
+        elif measured:
+            state, detail = "re-evaluate", summarize_changes(measured)
+        elif training == measured == []:
+            state = "done"
+        elif (holder := _lock_holder(_lock_path(out, cell))) is not None:
             state, detail = "running", holder
         elif (out / RUNS_DIR / cell.id).is_dir():
             detail = "its training run is there and resumes"
@@ -302,8 +302,6 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
     one-thread cells finish sooner than two two-thread cells one after the other.
     """
-    from robustad.methods.checkpoint import summarize_changes
-
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
@@ -315,21 +313,16 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     done, skipped, failed, busy = [], [], [], []
     cells = suite.cells()
     pending = []
-    for i, cell in enumerate(cells, 1):
-        try:
-            training, measured = stale_cell(suite, cell, out) if cell_path(out, cell).is_file() else (None, None)
-        except FileNotFoundError:  # another runner sharing `out` retired it just now
-            training = measured = None
-        if training == measured == []:
+    for i, (cell, row) in enumerate(zip(cells, plan_benchmark(suite, out)), 1):
+        if row["state"] == "done":
             skipped.append(cell.id)
             continue
-        if training:
-            log(f"cell {cell.id} was trained with another config than its preset gives now "
-                f"({summarize_changes(training + measured)}); "
+        if row["state"] == "retrain":
+            log(f"cell {cell.id} was trained with another config than its preset gives now ({row['detail']}); "
                 f"its result and run moved to {retire_cell(out, cell)}, and it runs again")
-        elif measured:
+        elif row["state"] == "re-evaluate":
             log(f"cell {cell.id} was measured with another test set or attacks than the suite gives now "
-                f"({summarize_changes(measured)}); its result moved to {retire_cell(out, cell, keep_run=True)}, "
+                f"({row['detail']}); its result moved to {retire_cell(out, cell, keep_run=True)}, "
                 "and it is evaluated again (its trained detector is kept)")
         pending.append((i, cell))
 
