@@ -190,6 +190,31 @@ def test_cells_in_parallel_processes_match_in_process_results(tmp_path):
         run_benchmark(suite, tmp_path / "x", in_process=True, jobs=2)
 
 
+def test_a_time_limit_pauses_a_cell_in_training_and_starts_no_cell_after_it(tmp_path, capsys):
+    import time
+
+    two_epochs = {**TINY, "train.epochs": 2}
+    suite = dataclasses.replace(_tiny_suite(methods=("cobra",)), train_overrides=two_epochs)
+    messages = []
+    # the limit passes while the first cell's process starts: it trains one epoch and pauses
+    outcome = run_benchmark(suite, tmp_path, log=messages.append, deadline=time.time() + 1.0)
+    assert outcome["paused"] == ["digits-0-cobra-s0"] and outcome["unstarted"] == ["digits-1-cobra-s0"], outcome
+    assert not outcome["done"] and not outcome["failed"]
+    assert (tmp_path / "runs" / "digits-0-cobra-s0" / "train_state.safetensors").is_file()
+    assert not (tmp_path / "cells" / "digits-0-cobra-s0.json").exists()
+    assert any("1 cell(s) paused in training and 1 not started" in m for m in messages), messages
+    assert not list((tmp_path / "cells").glob("*.running"))  # claims released
+    outcome = run_benchmark(suite, tmp_path, log=messages.append, in_process=True)
+    assert sorted(outcome["done"]) == ["digits-0-cobra-s0", "digits-1-cobra-s0"], outcome
+    assert any("resuming from" in m and "at epoch 1/2" in m for m in messages), messages
+    # the CLI: exit code 3 and what to do, not "no cell results"
+    args = ["benchmark", "--suite", "cpu-quick", "--methods", "cobra", "--out", str(tmp_path / "q")]
+    assert main([*args, "--time-limit", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "paused at the time limit with 1 cell(s) to go; the same command goes on" in err
+    assert "no cell results" not in err
+
+
 def test_rerunning_a_cell_reproduces_its_auroc(tmp_path):
     from robustad.benchmark import run_cell
 

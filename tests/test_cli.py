@@ -125,6 +125,25 @@ def test_user_errors_exit_2_with_a_message(argv, match, capsys, tmp_path, monkey
     assert "error:" in err and match in err and "Traceback" not in err
 
 
+def test_time_limit_pauses_training_with_exit_3_and_the_same_command_resumes(tmp_path, capsys):
+    args = ["train", "--data", "digits", "--normal-class", "0", "--out", str(tmp_path / "det"), "--quiet",
+            *TINY_SET, "--set", "train.epochs=2", "--set", "train.warmup_epochs=0"]
+    assert main([*args, "--time-limit", "0"]) == 3  # one epoch, a checkpoint, then a clean stop
+    err = capsys.readouterr().err
+    assert "paused: training stopped after epoch 1 of 2" in err and "run the same command again" in err
+    assert (tmp_path / "det" / "train_state.safetensors").is_file()
+    assert not (tmp_path / "det" / "detector.json").exists()
+    assert main([*args, "--time-limit", "60"]) == 0
+    assert "resuming from" in capsys.readouterr().err and (tmp_path / "det" / "detector.json").is_file()
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "nan"])
+def test_time_limit_must_be_minutes(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", "digits", "--out", "x", "--time-limit", value])
+    assert exit_info.value.code == 2 and "time limit is in minutes" in capsys.readouterr().err
+
+
 def test_empty_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", "folder", "--normal-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2

@@ -13,7 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 from robustad import __version__
-from robustad.errors import RobustADError
+from robustad.errors import RobustADError, TrainingPaused
+
+# `robustad train/benchmark --time-limit` stopped early on purpose; the same command resumes
+PAUSED_EXIT_CODE = 3
 
 def _dataset_names() -> list[str]:
     from robustad.data.registry import DATASETS
@@ -110,6 +113,22 @@ def _attack(args, config=None):
                         target=args.target, seed=args.attack_seed).validate()
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"the time limit is in minutes, a number >= 0; got {text!r}")
+    return value
+
+
+def _deadline(minutes: float | None) -> float | None:
+    import time
+
+    return None if minutes is None else time.time() + 60 * minutes
+
+
 def _preset(args) -> str:
     """--preset, or the data set's own preset at --scale (a default by resolution if it has none)."""
     from robustad.data.registry import preset_for
@@ -157,7 +176,10 @@ def cmd_train(args) -> int:
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     out = Path(args.out)
-    detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
+    from robustad.methods.training import training_deadline
+
+    with training_deadline(_deadline(args.time_limit)):
+        detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
     info = detector.fit_info_
     seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
     speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""
@@ -331,7 +353,7 @@ def cmd_benchmark(args) -> int:
     if args.max_train is not None:
         suite.max_train = args.max_train
     out = Path(args.out or f"runs/benchmark/{suite.name}")
-    failed = []
+    failed, unfinished = [], 0
     if args.merge_from:
         from robustad.benchmark.merge import MERGE_FILE, merge_cells
 
@@ -353,19 +375,25 @@ def cmd_benchmark(args) -> int:
         cells = suite.cells()
         print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
-                                in_process=args.in_process, jobs=args.jobs)
+                                in_process=args.in_process, jobs=args.jobs, deadline=_deadline(args.time_limit))
         failed = outcome["failed"]
+        unfinished = len(outcome["paused"]) + len(outcome["unstarted"])
         if outcome["busy"]:
             print(f"{len(outcome['busy'])} cell(s) were being run by another runner sharing {out}: once it is "
                   "done, `--aggregate-only` rebuilds the tables with them", file=sys.stderr)
     report = aggregate(out)
-    if report is None:
+    if report is None and not unfinished:
         raise RobustADError(f"no cell results in {out}/cells yet; run without --aggregate-only first")
-    print(report)
+    if report is not None:
+        print(report)
     if failed:
         print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; run the same command again to retry them",
               file=sys.stderr)
         return 1
+    if unfinished:
+        print(f"paused at the time limit with {unfinished} cell(s) to go; the same command goes on"
+              + (" (the tables hold the cells finished so far)" if report is not None else ""), file=sys.stderr)
+        return PAUSED_EXIT_CODE
     return 0
 
 
@@ -396,6 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set train.epochs=10 --set adversarial.eps=4/255")
     p.add_argument("--out", required=True, help="folder for the detector and its training checkpoint")
     p.add_argument("--evaluate", action="store_true", help="also evaluate clean and attacked AUROC on the test split")
+    p.add_argument("--time-limit", type=_minutes, metavar="MINUTES",
+                   help="stop at an epoch boundary, checkpoint written, rather than start an epoch that would end "
+                        "after this many minutes (judged by the last epoch's length; at least one epoch runs); exit "
+                        f"code {PAUSED_EXIT_CODE}, and the same command resumes. For batch jobs with a wall-time limit")
     _add_attack_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -475,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "marks which machine ran which cell")
     p.add_argument("--in-process", action="store_true",
                    help="run cells in this process (faster start; peak memory is then the whole run's)")
+    p.add_argument("--time-limit", type=_minutes, metavar="MINUTES",
+                   help="start no cell after this many minutes, and stop a cell's training at an epoch boundary "
+                        "rather than run past them (checkpoint kept; an evaluation already begun runs to its end); "
+                        f"exit code {PAUSED_EXIT_CODE} if cells are left, and the same command goes on")
     p.add_argument("--jobs", type=int, default=1,
                    help="cells run at once, each with CPU cores / JOBS torch threads unless OMP_NUM_THREADS is "
                         "set (default 1; on a 2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster)")
@@ -498,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except TrainingPaused as paused:
+        print(f"paused: {paused}", file=sys.stderr)
+        return PAUSED_EXIT_CODE
     except RobustADError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,3 +27,14 @@ class CheckpointError(RobustADError):
 
 class InputError(RobustADError):
     """Tensors passed to the API with the wrong shape, range or values."""
+
+
+class TrainingPaused(RobustADError):
+    """Training stopped at an epoch boundary to keep within a time limit; its checkpoint resumes it.
+
+    Not a failure: the same call again continues from `checkpoint`.
+    """
+
+    def __init__(self, message: str, epoch: int, epochs: int, checkpoint):
+        super().__init__(message)
+        self.epoch, self.epochs, self.checkpoint = epoch, epochs, checkpoint

@@ -69,3 +69,48 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     config, objective = _setup()
     with pytest.raises(CheckpointError, match="not a readable"):
         train(objective, torch.rand(16, 1, 8, 8), config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+
+
+def test_a_time_limit_pauses_at_epoch_boundaries_and_resuming_gives_the_same_weights(tmp_path):
+    import time
+
+    from robustad.errors import TrainingPaused
+    from robustad.methods.training import training_deadline
+
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", "fp", progress=False)
+    reference = {k: v.clone() for k, v in objective.net.state_dict().items()}
+
+    run = tmp_path / "paused"
+    for expected_epoch in (1, 2):  # a deadline already past: one epoch per call, then a checkpoint
+        # a resumed call starts from another init: everything must come from the checkpoint
+        config, objective = _setup(seed=0 if expected_epoch == 1 else 99)
+        with training_deadline(time.time() - 1), pytest.raises(TrainingPaused) as paused:
+            train(objective, images, config.train, torch.device("cpu"), run, "fp", progress=False)
+        assert (paused.value.epoch, paused.value.epochs) == (expected_epoch, 3)
+        assert paused.value.checkpoint == run / CHECKPOINT_NAME and paused.value.checkpoint.is_file()
+        assert "run the same command again" in str(paused.value)
+    config, objective = _setup(seed=99)
+    with training_deadline(time.time() + 3600):  # room for the last epoch: no pause
+        report = train(objective, images, config.train, torch.device("cpu"), run, "fp", progress=False)
+    assert report.resumed_from_epoch == 2 and [h["epoch"] for h in report.history] == [1, 2, 3]
+    for key, value in objective.net.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+
+
+def test_the_last_epoch_finishes_even_past_the_deadline_and_a_limit_needs_a_run_folder(tmp_path):
+    import time
+
+    from robustad.errors import ConfigError
+    from robustad.methods.training import training_deadline
+
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    config.train.epochs = 1
+    with training_deadline(time.time() - 1):
+        assert train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False).epochs == 1
+        with pytest.raises(ConfigError, match="needs a run folder"):
+            train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False)
+    # outside the block there is no limit again
+    assert train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False).epochs == 1

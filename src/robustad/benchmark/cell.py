@@ -10,9 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from robustad.benchmark.runner import run_cell
+from robustad.benchmark.runner import CELL_PAUSED_EXIT_CODE, run_cell
 from robustad.benchmark.suites import BenchmarkSuite, Cell
-from robustad.errors import RobustADError
+from robustad.errors import RobustADError, TrainingPaused
+from robustad.methods.training import training_deadline
 from robustad.evaluation.suite import AttackSpec
 
 
@@ -28,8 +29,13 @@ def main(argv: list[str]) -> int:
     for key in ("methods", "seeds", "sweep_factors"):
         data[key] = tuple(data[key])
     suite = BenchmarkSuite(**data)
+    cell = Cell(**spec["cell"])
     try:
-        run_cell(suite, Cell(**spec["cell"]), Path(spec["out"]), log=_say)
+        with training_deadline(spec.get("deadline")):
+            run_cell(suite, cell, Path(spec["out"]), log=_say)
+    except TrainingPaused as paused:
+        _say(f"[{cell.id}] paused: {paused}")
+        return CELL_PAUSED_EXIT_CODE
     except RobustADError as err:
         _say(f"error: {err}")
         return 2

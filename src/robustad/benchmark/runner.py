@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
-from robustad.errors import ConfigError, RobustADError
+from robustad.errors import ConfigError, RobustADError, TrainingPaused
+
+# a cell process's exit code when its training stopped at the time limit (it resumes next run)
+CELL_PAUSED_EXIT_CODE = 3
 
 CELLS_DIR = "cells"
 RUNS_DIR = "runs"
@@ -290,8 +293,9 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
 
 
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
-                  in_process: bool = False, progress: bool = False, jobs: int = 1) -> dict[str, Any]:
-    """Run every cell without a current result file; return {done, skipped, failed, busy}.
+                  in_process: bool = False, progress: bool = False, jobs: int = 1,
+                  deadline: float | None = None) -> dict[str, Any]:
+    """Run every cell without a current result file; return {done, skipped, failed, busy, paused, unstarted}.
 
     A result measured otherwise than the suite would measure it now is stale: trained with another
     config (the preset or the suite's overrides changed since), its result and training run move to
@@ -301,6 +305,10 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     Each cell runs in its own process; `jobs` of them at a time, each with its share of the CPU
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
     one-thread cells finish sooner than two two-thread cells one after the other.
+
+    With a deadline (Unix time), no cell starts after it, and a cell's training stops at an epoch
+    boundary rather than run past it (paused: its checkpoint resumes next time). A cell whose
+    evaluation has begun runs to its end.
     """
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
     if jobs < 1:
@@ -310,7 +318,7 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.json").write_text(json.dumps(suite.to_dict(), indent=2))
-    done, skipped, failed, busy = [], [], [], []
+    done, skipped, failed, busy, paused, unstarted = [], [], [], [], [], []
     cells = suite.cells()
     pending = []
     for i, (cell, row) in enumerate(zip(cells, plan_benchmark(suite, out)), 1):
@@ -327,7 +335,10 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
         pending.append((i, cell))
 
     def claimed(i: int, cell: Cell) -> bool:
-        """Whether this runner may start the cell now (no result yet, no other runner on it)."""
+        """Whether this runner may start the cell now (before the deadline, no result yet, no other runner on it)."""
+        if deadline is not None and time.time() >= deadline:
+            unstarted.append(cell.id)
+            return False
         if cell_path(out, cell).is_file():  # another runner sharing `out` finished it meanwhile
             skipped.append(cell.id)
             return False
@@ -341,12 +352,18 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
         return True
 
     if in_process:
+        from robustad.methods.training import training_deadline
+
         for i, cell in pending:
             if not claimed(i, cell):
                 continue
             try:
-                run_cell(suite, cell, out, log=log, progress=progress)
+                with training_deadline(deadline):
+                    run_cell(suite, cell, out, log=log, progress=progress)
                 done.append(cell.id)
+            except TrainingPaused as err:
+                log(f"[{cell.id}] paused: {err}")
+                paused.append(cell.id)
             except RobustADError as err:
                 log(f"[{cell.id}] failed: {err}")
                 failed.append(cell.id)
@@ -363,7 +380,8 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                 i, cell = pending.pop(0)
                 if not claimed(i, cell):
                     continue
-                spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out)})
+                spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out),
+                                   "deadline": deadline})
                 running[subprocess.Popen([sys.executable, "-m", "robustad.benchmark.cell", spec], env=env)] = cell
             finished = [p for p in running if p.poll() is not None]
             if not finished:
@@ -372,6 +390,9 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
             for proc in finished:
                 cell = running.pop(proc)
                 release_cell(out, cell)
+                if proc.returncode == CELL_PAUSED_EXIT_CODE:
+                    paused.append(cell.id)
+                    continue
                 (done if proc.returncode == 0 else failed).append(cell.id)
                 if proc.returncode != 0:
                     log(f"[{cell.id}] failed (exit code {proc.returncode}); its error is above. "
@@ -385,7 +406,11 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
         log(f"{len(skipped)} cell(s) already had results and were skipped")
     if busy:
         log(f"{len(busy)} cell(s) were being run by another runner and were skipped")
-    return {"done": done, "skipped": skipped, "failed": failed, "busy": busy}
+    if paused or unstarted:
+        log(f"time limit: {len(paused)} cell(s) paused in training and {len(unstarted)} not started; "
+            "run the same command again to go on")
+    return {"done": done, "skipped": skipped, "failed": failed, "busy": busy, "paused": paused,
+            "unstarted": unstarted}
 
 
 def _hours(seconds: float) -> str:

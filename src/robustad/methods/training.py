@@ -3,6 +3,10 @@
 A checkpoint is one safetensors file (model, optimiser and RNG tensors) whose metadata holds the
 loop's JSON state, so writing it with os.replace is atomic: a run killed at any moment resumes
 from the last complete checkpoint.
+
+Inside ``training_deadline(t)`` a run stops cleanly at an epoch boundary, checkpoint written,
+rather than start an epoch it would not finish by time t (judged by the last epoch's length),
+and raises TrainingPaused; the same call later resumes it. For batch jobs with a wall-time limit.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -23,9 +29,30 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from robustad.config import TrainConfig
-from robustad.errors import CheckpointError
+from robustad.errors import CheckpointError, ConfigError, TrainingPaused
 
 CHECKPOINT_NAME = "train_state.safetensors"
+
+# Unix time by which training should stop; wall-clock, so a parent process can hand it to a child.
+_DEADLINE: ContextVar[float | None] = ContextVar("robustad_training_deadline", default=None)
+
+
+@contextmanager
+def training_deadline(deadline: float | None) -> Iterator[None]:
+    """Within this block, train() stops before an epoch that would end after `deadline` (Unix time).
+
+    Every call trains at least one epoch, so calling again until it finishes always gets there.
+    None: no limit.
+    """
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    return _DEADLINE.get()
 
 
 class Objective(Protocol):
@@ -49,8 +76,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from robustad.errors import ConfigError
-
         raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
     return device
 
@@ -93,6 +118,9 @@ def train(
 
     start_epoch, history, seconds = 0, [], 0.0
     path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    deadline = _DEADLINE.get()
+    if deadline is not None and path is None:
+        raise ConfigError("a training time limit needs a run folder to checkpoint into, so that the run can resume")
     if path is not None and path.exists():
         start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, fingerprint)
         if log:
@@ -128,8 +156,17 @@ def train(
         seconds += time.perf_counter() - started
         history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
         last = epoch + 1 == config.epochs
-        if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+        # the next epoch would end after the deadline if it takes as long as this one did
+        pause = deadline is not None and not last and time.time() + (time.perf_counter() - started) > deadline
+        if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last or pause):
             _save_checkpoint(path, net, optimizer, generator, order_generator, epoch + 1, history, seconds, fingerprint)
+        if pause:
+            bar.close()
+            raise TrainingPaused(
+                f"training stopped after epoch {epoch + 1} of {config.epochs} to keep within its time limit; "
+                f"the checkpoint is {path}: run the same command again to continue from there",
+                epoch + 1, config.epochs, path,
+            )
     bar.close()
     net.eval()
     trained_steps = (config.epochs - start_epoch) * steps_per_epoch
