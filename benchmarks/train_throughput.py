@@ -1,8 +1,9 @@
 """Training throughput of the COBRA step: normal images per second, per preset and mode.
 
     .venv/bin/python benchmarks/train_throughput.py --preset cpu-small --steps 5
-Uses random 28x28 grayscale images (throughput does not depend on content); the first step
-is a warm-up and is not timed.
+    python benchmarks/train_throughput.py --preset fashion-mnist-paper --size 32 --only paper   # a GPU
+Uses random grayscale images (throughput does not depend on content) and the training loop's
+own step; the first step is a warm-up and is not timed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from robustad.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
-from robustad.methods.training import make_optimizer, resolve_device
+from robustad.methods.training import make_optimizer, resolve_device, training_step
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms import LightViews, PseudoAnomalySet, ViewConfig
 
@@ -35,13 +36,17 @@ def measure(config: CobraConfig, size: int, channels: int, steps: int) -> float:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
-        loss, _ = objective.step(x, generator)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        training_step(objective, optimizer, x, generator)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * config.train.batch_size / (time.perf_counter() - started)
+
+
+SETTINGS = {
+    "none": ("no adversarial training", {"adversarial.enabled": False}),
+    "paper": ("adversarial, mode=paper", {"adversarial.mode": "paper"}),
+    "reference": ("adversarial, mode=reference", {"adversarial.mode": "reference"}),
+}
 
 
 def main() -> None:
@@ -50,18 +55,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every setting, e.g. train.batch_size=128")
+    parser.add_argument("--only", choices=list(SETTINGS), action="append",
+                        help="measure only this setting (repeatable; default: all three)")
     args = parser.parse_args()
     rows = []
-    base = CobraConfig.from_preset(args.preset)
-    for label, overrides in [
-        ("no adversarial training", {"adversarial.enabled": False}),
-        ("adversarial, mode=paper", {"adversarial.mode": "paper"}),
-        ("adversarial, mode=reference", {"adversarial.mode": "reference"}),
-    ]:
+    base = CobraConfig.from_preset(args.preset).with_overrides(args.set)
+    for key in args.only or SETTINGS:
+        label, overrides = SETTINGS[key]
         config = base.with_overrides(overrides)
         rows.append({"setting": label, "images_per_second": round(measure(config, args.size, args.channels, args.steps), 1)})
         print(json.dumps(rows[-1]), flush=True)
-    print(json.dumps({"preset": args.preset, "size": args.size, "torch": torch.__version__,
+    print(json.dumps({"preset": args.preset, "size": args.size, "overrides": args.set, "torch": torch.__version__,
+                      "device": str(resolve_device(base.train.device)),
                       "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine()}))
 
 

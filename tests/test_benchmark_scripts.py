@@ -39,3 +39,18 @@ def test_train_throughput_measures_a_tiny_step():
     config = CobraConfig.from_preset("cpu-small").with_overrides(
         {"model.width": 4, "train.batch_size": 4, "adversarial.steps": 1})
     assert module.measure(config, size=16, channels=1, steps=1) > 0
+
+
+def test_gradient_precision_ranks_float32_above_bf16():
+    import importlib.util
+
+    from robustad.config import CobraConfig
+
+    spec = importlib.util.spec_from_file_location("gradient_precision", ROOT / "benchmarks" / "gradient_precision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = CobraConfig.from_preset("cpu-small").with_overrides({"model.width": 8, "train.batch_size": 4})
+    rows = {row["variant"]: row for row in module.measure(config, size=16, channels=1)}
+    assert set(rows) == set(module.VARIANTS)
+    assert rows["float32"]["loss"] == pytest.approx(rows["float32"]["loss_float64"], rel=1e-5)
+    assert rows["float32"]["median_relative_error"] < 0.1 < rows["bf16-autocast"]["median_relative_error"]

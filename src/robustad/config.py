@@ -86,6 +86,19 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     checkpoint_every: int = 1  # epochs between atomic checkpoints
 
+    def validate(self) -> "TrainConfig":
+        if self.batch_size < 2:
+            raise ConfigError(f"train.batch_size must be >= 2, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"train.checkpoint_every must be >= 1 (epochs), got {self.checkpoint_every}")
+        return self
+
 
 @dataclass
 class ScoreConfig:
@@ -130,12 +143,7 @@ class CobraConfig:
             raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
         if self.model.width < 1:
             raise ConfigError(f"model.width must be >= 1, got {self.model.width}")
-        if self.train.batch_size < 2:
-            raise ConfigError(f"train.batch_size must be >= 2, got {self.train.batch_size}")
-        if self.train.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {self.train.epochs}")
-        if self.train.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {self.train.optimizer!r}")
+        self.train.validate()
         if not 0.0 < self.score.target_fpr < 1.0:
             raise ConfigError(f"score.target_fpr must be in (0, 1), got {self.score.target_fpr}")
         if not 0.0 <= self.score.holdout_fraction < 1.0:

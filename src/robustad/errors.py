@@ -29,6 +29,10 @@ class InputError(RobustADError):
     """Tensors passed to the API with the wrong shape, range or values."""
 
 
+class TrainingDivergedError(RobustADError, FloatingPointError):
+    """The training loss became NaN or infinite; the step that caused it was not applied."""
+
+
 class TrainingPaused(RobustADError):
     """Training stopped at an epoch boundary to keep within a time limit; its checkpoint resumes it.
 

@@ -114,3 +114,25 @@ def test_the_last_epoch_finishes_even_past_the_deadline_and_a_limit_needs_a_run_
             train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False)
     # outside the block there is no limit again
     assert train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False).epochs == 1
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error_and_leaves_the_weights(tmp_path):
+    from robustad.errors import RobustADError
+
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    before = {k: v.detach().clone() for k, v in objective.net.named_parameters()}
+    real_step = objective.step
+    objective.step = lambda x, g: (real_step(x, g)[0] * float("nan"), {"loss": float("nan")})
+    with pytest.raises(RobustADError, match=r"loss became nan at epoch 1, step 1 .*lower train.lr"):
+        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+    for key, value in objective.net.named_parameters():  # the step was not applied
+        assert torch.equal(value, before[key]), key
+
+
+def test_training_settings_are_checked():
+    from robustad.errors import ConfigError
+
+    config, _ = _setup()
+    with pytest.raises(ConfigError, match="train.checkpoint_every must be >= 1"):
+        config.with_overrides({"train.checkpoint_every": 0})

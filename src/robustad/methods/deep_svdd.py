@@ -74,7 +74,7 @@ class DeepSVDDConfig(_ConfigMixin):
         _check_model(self.model.width, self.model.stem)
         if self.model.rep_dim < 1:
             raise ConfigError(f"model.rep_dim must be >= 1, got {self.model.rep_dim}")
-        _check_train(self.train)
+        self.train.validate()
         _check_score(self.score, self.image_size)
         _check_evaluation(self.evaluation)
         return self
@@ -102,17 +102,6 @@ def _check_model(width: int, stem: str) -> None:
         raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {stem!r}")
     if width < 1:
         raise ConfigError(f"model.width must be >= 1, got {width}")
-
-
-def _check_train(t: TrainConfig) -> None:
-    if t.batch_size < 2:
-        raise ConfigError(f"train.batch_size must be >= 2, got {t.batch_size}")
-    if t.epochs < 1:
-        raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
-    if t.optimizer not in ("sgd", "adam"):
-        raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {t.optimizer!r}")
-    if not t.lr > 0:
-        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
 
 
 # --- network and score ---------------------------------------------------------------------------

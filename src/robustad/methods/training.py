@@ -29,7 +29,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from robustad.config import TrainConfig
-from robustad.errors import CheckpointError, ConfigError, TrainingPaused
+from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
 
 CHECKPOINT_NAME = "train_state.safetensors"
 
@@ -140,15 +140,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
             x = images[order[i * batch_size : (i + 1) * batch_size]].to(device, non_blocking=True)
-            loss, metrics = objective.step(x, generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}; "
-                    "lower train.lr or check the input images"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            metrics = training_step(objective, optimizer, x, generator, f"epoch {epoch + 1}, step {i + 1}")
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             bar.update(1)
@@ -178,6 +170,26 @@ def train(
         history=history,
         resumed_from_epoch=start_epoch if trained_steps < total_steps else 0,
     )
+
+
+def training_step(
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    where: str = "",
+) -> dict:
+    """One optimiser step on the batch x (fp32: see benchmarks/gradient_precision.py); returns its metrics."""
+    loss, metrics = objective.step(x, generator)
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(
+            f"training loss became {float(loss.detach())}{' at ' + where if where else ''} (that step was not applied); "
+            "lower train.lr or check the input images"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return metrics
 
 
 def _epoch_order(num_images: int, needed: int, generator: torch.Generator) -> torch.Tensor:
