@@ -59,6 +59,27 @@ def test_train_again_with_another_config_refuses_the_finished_run(trained, capsy
     assert (trained / "detector.safetensors").read_bytes() == before  # nothing overwritten
 
 
+def test_train_again_on_other_images_refuses_the_finished_run(trained, capsys):
+    before = (trained / "detector.safetensors").read_bytes()
+    args = ["train", "--data", "digits", "--out", str(trained), "--quiet", *TINY_SET]
+    for other in (["--normal-class", "1"], ["--normal-class", "0", "--max-train", "50"],
+                  ["--normal-class", "0", "--data-seed", "1", "--max-train", "100"]):
+        assert main([*args, *other]) == 2, other
+        err = capsys.readouterr().err
+        assert "trained on other images than these" in err and "Move or delete" in err, other
+    assert (trained / "detector.safetensors").read_bytes() == before
+
+
+def test_an_interrupted_run_does_not_resume_on_other_images(tmp_path, capsys):
+    args = ["train", "--data", "digits", "--out", str(tmp_path / "det"), "--quiet", *TINY_SET,
+            "--set", "train.epochs=2", "--set", "train.warmup_epochs=0"]
+    assert main([*args, "--normal-class", "0", "--time-limit", "0"]) == 3  # one epoch of digit 0, checkpointed
+    capsys.readouterr()
+    assert main([*args, "--normal-class", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to another training run (images." in err and "images.digest:" in err and "delete the checkpoint" in err
+
+
 def test_train_again_loads_a_run_saved_before_a_config_section_existed(trained, tmp_path, capsys):
     import shutil
 

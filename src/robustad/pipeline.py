@@ -90,11 +90,20 @@ def train_or_resume(
 ):
     """Fit a detector of `method` into `out`, or load it if a finished one is there (resumes a killed run).
 
-    A finished detector is loaded only if it was trained with the config asked for now; one trained
-    with another (an older preset, other overrides) is refused rather than passed off as this one.
+    A finished detector is loaded only if it was trained with the config asked for now, on these
+    images; one trained otherwise (an older preset, other overrides, another class or subset) is
+    refused rather than passed off as this one.
     """
+    from robustad.methods.baseline_common import load_normal_images
     from robustad.methods.catalog import build_detector
-    from robustad.methods.checkpoint import config_changes, config_from_meta, json_form, read_meta, summarize_changes
+    from robustad.methods.checkpoint import (
+        config_changes,
+        config_from_meta,
+        images_digest,
+        json_form,
+        read_meta,
+        summarize_changes,
+    )
     from robustad.methods.registry import load_detector
 
     detector = build_detector(method, config_preset, overrides, log=log)
@@ -111,6 +120,15 @@ def train_or_resume(
                 f"{out} holds a finished detector trained with another config than the one asked for now "
                 f"({summarize_changes(changes)}). Move or delete {out} to train this config, "
                 "or choose another output folder."
+            )
+        saved_digest = (meta.get("fit_info") or {}).get("train_images_digest")
+        # detectors saved before digests were recorded cannot be checked this way
+        if saved_digest is not None and saved_digest != images_digest(load_normal_images(train_images,
+                                                                                         detector.resize_to)):
+            raise CheckpointError(
+                f"{out} holds a finished detector trained on other images than these (another data set, "
+                f"class, --max-train or --data-seed?). Move or delete {out} to train on these, or choose "
+                "another output folder."
             )
         log(f"found a finished detector in {out} with this config; loading it instead of training again")
         return load_detector(out)

@@ -56,12 +56,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         assert torch.allclose(value, reference[key], atol=1e-6), key
 
 
-def test_checkpoint_from_another_config_is_refused(tmp_path):
+def test_checkpoint_of_another_run_is_refused_and_the_message_names_what_differs(tmp_path):
+    from robustad.methods.checkpoint import run_identity
+
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()
-    train(objective, images, config.train, torch.device("cpu"), tmp_path, "fingerprint-a", progress=False)
-    with pytest.raises(CheckpointError, match="different config"):
-        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fingerprint-b", progress=False)
+    config.train.epochs = 1
+    run = run_identity("cobra", config.to_dict(), images)
+    train(objective, images, config.train, torch.device("cpu"), tmp_path, run, progress=False)
+    for other, change in [(run_identity("cobra", config.to_dict(), images.flip(0)), r"images.digest: \w+ -> \w+"),
+                          (run_identity("cobra", {**config.to_dict(), "image_size": 8}, images),
+                           "config.image_size: None -> 8")]:
+        with pytest.raises(CheckpointError, match=rf"another training run \({change}\).*delete the checkpoint"):
+            train(objective, images, config.train, torch.device("cpu"), tmp_path, other, progress=False)
+    # the same identity from the same images resumes (here: finds the run finished)
+    same = run_identity("cobra", config.to_dict(), images.clone())
+    assert train(objective, images, config.train, torch.device("cpu"), tmp_path, same, progress=False).epochs == 1
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path):

@@ -1,4 +1,4 @@
-"""What the baselines (Deep SVDD, kNN) share: config (de)serialisation and checks, run fingerprints,
+"""What the baselines (Deep SVDD, kNN) share: config (de)serialisation and checks, and, with COBRA,
 input loading and the hold-out split. Checkpoint files and calibration, shared with COBRA too,
 are in robustad.methods.checkpoint.
 """
@@ -6,18 +6,15 @@ are in robustad.methods.checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
 import torch
 
-import robustad
 from robustad.config import EvaluationConfig, _build, _deep_merge, _parse_overrides, parse_eps, set_config_key
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
-from robustad.methods.checkpoint import CHECKPOINT_FORMAT
 
 
 # --- config -----------------------------------------------------------------------------------------
@@ -84,17 +81,6 @@ def _check_evaluation(e: EvaluationConfig) -> None:
 
 
 # --- shared by the baselines -------------------------------------------------------------------------
-def run_fingerprint(method: str, config: dict, in_channels: int, image_size, num_images: int) -> str:
-    payload = {
-        "method": method,
-        "format": CHECKPOINT_FORMAT,
-        "version": robustad.__version__,
-        "config": {k: v for k, v in config.items() if k not in ("score", "evaluation")},
-        "data": [in_channels, list(image_size), num_images],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def load_normal_images(normal_images, resize_to: int | None) -> torch.Tensor:
     x = to_image_tensor(normal_images, name="normal images")
     if resize_to is not None and tuple(x.shape[-2:]) != (resize_to, resize_to):

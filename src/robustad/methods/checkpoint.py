@@ -5,6 +5,7 @@ folder written by one is recognised, and refused with a clear message, by the ot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -37,6 +38,27 @@ def library_versions() -> dict[str, str]:
         "kornia": kornia.__version__,
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
+    }
+
+
+def images_digest(x: torch.Tensor) -> str:
+    """Content hash of a set of images: a run or detector recognises the images it was trained on."""
+    data = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.sha256(data.data).hexdigest()[:16]
+
+
+def run_identity(method: str, config: dict, images: torch.Tensor) -> dict[str, Any]:
+    """What a training run is: a checkpoint resumes only a run with the same identity.
+
+    The score and evaluation sections are left out: they do not change training.
+    """
+    return {
+        "method": method,
+        "format": CHECKPOINT_FORMAT,
+        "version": robustad.__version__,
+        "config": {k: v for k, v in config.items() if k not in ("score", "evaluation")},
+        "images": {"count": int(images.shape[0]), "channels": int(images.shape[1]),
+                   "size": [int(images.shape[-2]), int(images.shape[-1])], "digest": images_digest(images)},
     }
 
 

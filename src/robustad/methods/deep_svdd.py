@@ -28,7 +28,6 @@ from robustad.methods.baseline_common import (
     _check_score,
     _ConfigMixin,
     load_normal_images,
-    run_fingerprint,
     split_holdout,
 )
 from robustad.methods.checkpoint import (
@@ -38,6 +37,7 @@ from robustad.methods.checkpoint import (
     load_weights,
     read_checkpoint,
     restore_statistics,
+    run_identity,
     write_checkpoint,
 )
 from robustad.methods.training import TrainReport, resolve_device, train
@@ -189,10 +189,6 @@ class DeepSVDD(BaseDetector):
         self.in_channels_ = in_channels
         self.image_size_ = image_size
 
-    def fingerprint(self, in_channels: int, image_size: tuple[int, int], num_images: int) -> str:
-        """Identifies a training run: a checkpoint only resumes the run that wrote it."""
-        return run_fingerprint(self.name, self.config.to_dict(), in_channels, image_size, num_images)
-
     @torch.no_grad()
     def _initial_center(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
         """Mean feature of the untrained network, with every |c_i| raised to at least CENTER_EPS.
@@ -231,13 +227,14 @@ class DeepSVDD(BaseDetector):
         self._build(x.shape[1], tuple(x.shape[-2:]), device)
         center = self._initial_center(train_x, device)
         self.scorer.center = center
+        identity = run_identity(self.name, self.config.to_dict(), x)
         self.train_report_ = train(
             _SVDDObjective(self.net, center),
             train_x,
             self.config.train,
             device,
             checkpoint_dir=Path(run_dir) if run_dir is not None else None,
-            fingerprint=self.fingerprint(x.shape[1], tuple(x.shape[-2:]), x.shape[0]),
+            run=identity,
             progress=progress,
             log=log,
         )
@@ -245,6 +242,7 @@ class DeepSVDD(BaseDetector):
         calibrate(self, holdout_x, self.config.score.target_fpr)
         self.fit_info_ = {
             "num_train": int(train_x.shape[0]),
+            "train_images_digest": identity["images"]["digest"],
             "num_holdout": int(holdout_x.shape[0]),
             "fit_seconds": time.perf_counter() - started,
             "train_seconds": self.train_report_.seconds,

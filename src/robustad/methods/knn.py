@@ -43,6 +43,7 @@ from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
     detector_meta,
+    images_digest,
     load_weights,
     read_checkpoint,
     restore_statistics,
@@ -329,6 +330,7 @@ class KNNDetector(BaseDetector):
         calibrate(self, holdout_x, self.config.score.target_fpr)
         self.fit_info_ = {
             "num_train": int(train_x.shape[0]),
+            "train_images_digest": images_digest(x),
             "num_holdout": int(holdout_x.shape[0]),
             "num_candidates": int(feats.shape[0]),
             "num_bank": int(self.scorer.bank.shape[0]),

@@ -101,11 +101,16 @@ def train(
     config: TrainConfig,
     device: torch.device,
     checkpoint_dir: Path | None = None,
-    fingerprint: str = "",
+    run: dict | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> TrainReport:
-    """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch)."""
+    """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch).
+
+    `run` says what this run is (robustad.methods.checkpoint.run_identity: method, config, a digest
+    of the images); a checkpoint in checkpoint_dir resumes only a run with the same one.
+    """
+    run = run or {}
     net = objective.net.to(device)
     optimizer = make_optimizer(net, config)
     num_images = images.shape[0]
@@ -122,7 +127,7 @@ def train(
     if deadline is not None and path is None:
         raise ConfigError("a training time limit needs a run folder to checkpoint into, so that the run can resume")
     if path is not None and path.exists():
-        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, fingerprint)
+        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run)
         if log:
             log(f"resuming from {path} at epoch {start_epoch}/{config.epochs}")
 
@@ -151,7 +156,7 @@ def train(
         # the next epoch would end after the deadline if it takes as long as this one did
         pause = deadline is not None and not last and time.time() + (time.perf_counter() - started) > deadline
         if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last or pause):
-            _save_checkpoint(path, net, optimizer, generator, order_generator, epoch + 1, history, seconds, fingerprint)
+            _save_checkpoint(path, net, optimizer, generator, order_generator, epoch + 1, history, seconds, run)
         if pause:
             bar.close()
             raise TrainingPaused(
@@ -198,7 +203,7 @@ def _epoch_order(num_images: int, needed: int, generator: torch.Generator) -> to
     return torch.cat([torch.randperm(num_images, generator=generator) for _ in range(repeats)])[:needed]
 
 
-def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, fingerprint):
+def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, run):
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     scalars = {}
@@ -214,7 +219,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
         "epoch": epoch,
         "history": history,
         "seconds": seconds,
-        "fingerprint": fingerprint,
+        "run": run,
         "optimizer_scalars": scalars,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +228,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path, net, optimizer, generator, order_generator, fingerprint):
+def _load_checkpoint(path, net, optimizer, generator, order_generator, run):
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -233,10 +238,14 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, fingerpri
         raise CheckpointError(
             f"{path} is not a readable robustad training checkpoint ({err}); delete it to start over"
         ) from None
-    if state.get("fingerprint") != fingerprint:
+    if state.get("run") != json.loads(json.dumps(run)):
+        from robustad.methods.checkpoint import config_changes, summarize_changes
+
+        saved = state.get("run")
+        what = summarize_changes(config_changes(saved, run)) if isinstance(saved, dict) else "an older robustad"
         raise CheckpointError(
-            f"{path} was written by a run with a different config or code version; "
-            "use a new output folder, or delete the checkpoint to start over"
+            f"{path} belongs to another training run ({what}): other images, config or robustad "
+            "version. Use a new output folder, or delete the checkpoint to start over"
         )
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     net.load_state_dict(model_state)

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import robustad
 from robustad.config import CobraConfig
-from robustad.data.arrays import to_image_tensor
 from robustad.errors import DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.checkpoint import (
-    CHECKPOINT_FORMAT,
     calibrate,
     config_from_meta,
     detector_meta,
     load_weights,
     read_checkpoint,
     restore_statistics,
+    run_identity,
     write_checkpoint,
 )
+from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
 from robustad.methods.training import TrainReport, resolve_device, train
@@ -95,16 +92,6 @@ class Cobra(BaseDetector):
         self.in_channels_ = in_channels
         self.image_size_ = image_size
 
-    def fingerprint(self, in_channels: int, image_size: tuple[int, int], num_images: int) -> str:
-        """Identifies a training run: a checkpoint only resumes the run that wrote it."""
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "version": robustad.__version__,
-            "config": {k: v for k, v in self.config.to_dict().items() if k != "score"},
-            "data": [in_channels, list(image_size), num_images],
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
     # --- fit ------------------------------------------------------------------------------------
     def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None) -> "Cobra":
         """Train on normal images ([N,C,H,W] / [N,H,W] tensor or array, or a Dataset).
@@ -113,11 +100,7 @@ class Cobra(BaseDetector):
         interrupted call resumes from the last checkpoint.
         """
         started = time.perf_counter()
-        x = to_image_tensor(normal_images, name="normal images")
-        if self.resize_to is not None and tuple(x.shape[-2:]) != (self.resize_to, self.resize_to):
-            x = torch.nn.functional.interpolate(
-                x, size=(self.resize_to, self.resize_to), mode="bilinear", antialias=True
-            ).clamp(0, 1)
+        x = load_normal_images(normal_images, self.resize_to)
         if x.shape[-1] != x.shape[-2] and "rotation" in self.config.transforms.pseudo_anomalies:
             raise DataError(
                 f"rotation pseudo-anomalies need square images, got {x.shape[-2]}x{x.shape[-1]}; "
@@ -132,13 +115,14 @@ class Cobra(BaseDetector):
             self.net, self.pseudo_anomalies, self.views, self.config.loss, self.config.adversarial
         )
         run_dir = Path(run_dir) if run_dir is not None else None
+        identity = run_identity(self.name, self.config.to_dict(), x)
         self.train_report_ = train(
             objective,
             train_x,
             self.config.train,
             device,
             checkpoint_dir=run_dir,
-            fingerprint=self.fingerprint(x.shape[1], tuple(x.shape[-2:]), x.shape[0]),
+            run=identity,
             progress=progress,
             log=log,
         )
@@ -148,6 +132,7 @@ class Cobra(BaseDetector):
         self._calibrate(holdout_x)
         self.fit_info_ = {
             "num_train": int(train_x.shape[0]),
+            "train_images_digest": identity["images"]["digest"],
             "num_holdout": int(holdout_x.shape[0]),
             "num_bank": int(bank_x.shape[0]),
             "fit_seconds": time.perf_counter() - started,
