@@ -117,6 +117,28 @@ def test_score_folder_to_csv(trained, tmp_path):
     float(rows[0]["score"])
 
 
+def test_score_refuses_to_decide_on_scores_that_are_not_finite(trained, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    tensors = load_file(str(broken / "detector.safetensors"))
+    tensors = {k: v.fill_(float("nan")) if k.endswith("stem.0.weight") else v for k, v in tensors.items()}
+    save_file(tensors, str(broken / "detector.safetensors"))
+    meta = json.loads((broken / "detector.json").read_text())
+    del meta["weights_sha256"]  # as an older robustad saved it: nothing to catch the damage on load
+    (broken / "detector.json").write_text(json.dumps(meta))
+    folder = tmp_path / "imgs"
+    for i, image in enumerate(load_split("digits", [0], max_test=4).test):
+        save_image(image, folder / f"{i}.png")
+    assert main(["score", "--detector", str(broken), str(folder), "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "no finite score for 4 of 4 images" in err and "weights are probably damaged" in err
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_score_reports_wrong_channels_and_size(trained, tmp_path, capsys):
     import torch
 

@@ -261,6 +261,11 @@ def cmd_score(args) -> int:
         files += f
     # scored group by group: folders may differ in size, and score() says what to do about it
     scores = torch.cat([detector.score(x).cpu() for x in images])
+    broken = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+    if broken:
+        raise RobustADError(
+            f"the detector gave no finite score for {len(broken)} of {len(files)} images (first: {files[broken[0]]}); "
+            f"its weights are probably damaged: copy {args.detector} again or re-train it")
     threshold = detector.threshold_
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     writer = csv.writer(out)

@@ -90,9 +90,24 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
     with pytest.raises(CheckpointError, match="not valid JSON"):
         Cobra.load(tmp_path / "det")
 
+    for key, value, problem in [("threshold", "high", "threshold should be a number"),
+                                ("image_size", [8], "image_size should be"), ("in_channels", "1", "in_channels")]:
+        meta_path.write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(CheckpointError, match=f"detector.json is damaged: {problem}"):
+            Cobra.load(tmp_path / "det")
+
+    # weights changed after saving, same length: caught by the checksum, not read as numbers
     meta_path.write_text(json.dumps(meta))
-    (tmp_path / "det" / "detector.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="safetensors"):
+    weights = tmp_path / "det" / "detector.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1000:] = bytes(255 - b for b in data[-1000:])
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the checksum in detector.json"):
+        Cobra.load(tmp_path / "det")
+
+    weights.write_bytes(b"garbage")
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "weights_sha256"}))  # an older save
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         Cobra.load(tmp_path / "det")
 
 

@@ -115,6 +115,14 @@ def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[st
     }
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """detector.safetensors + detector.json, each replaced atomically."""
     path = Path(path)
@@ -122,6 +130,7 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dic
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
+    meta = {**meta, "weights_sha256": _file_sha256(tmp)}
     os.replace(tmp, path / WEIGHTS_FILE)
     (path / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=float))
     os.replace(path / (META_FILE + ".tmp"), path / META_FILE)
@@ -161,11 +170,35 @@ def read_checkpoint(path: str | Path, method: str) -> tuple[dict[str, Any], dict
             f"{meta.get('robustad_version')}); this robustad {robustad.__version__} reads format "
             f"{CHECKPOINT_FORMAT}. Re-train, or install the robustad version that wrote it."
         )
+    _check_meta_fields(meta, path)
+    expected = meta.get("weights_sha256")  # absent in detectors saved before it was recorded
+    if expected is not None and _file_sha256(path / WEIGHTS_FILE) != expected:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} does not match the checksum in {META_FILE}: it was changed or damaged "
+            "after it was saved (or the two files come from different saves). Copy the folder again or re-train."
+        )
     try:
         tensors = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path / WEIGHTS_FILE} is not a readable safetensors file ({err})") from None
     return meta, tensors
+
+
+def _check_meta_fields(meta: dict[str, Any], path: Path) -> None:
+    """The top-level fields load() reads, with the types it needs (a hand-edited file fails here)."""
+    number = (int, float)
+    problems = []
+    if not isinstance(meta.get("in_channels"), int) or isinstance(meta.get("in_channels"), bool):
+        problems.append(f"in_channels should be an integer, not {meta.get('in_channels')!r}")
+    size = meta.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        problems.append(f"image_size should be [height, width], not {size!r}")
+    for key in ("threshold", "score_center", "score_scale"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, number) or isinstance(value, bool)):
+            problems.append(f"{key} should be a number, not {value!r}")
+    if problems:
+        raise CheckpointError(f"{path / META_FILE} is damaged: " + "; ".join(problems) + ". Re-train or copy it again.")
 
 
 def config_from_meta(cls, meta: dict[str, Any], path, key: str = "config"):
