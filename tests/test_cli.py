@@ -187,6 +187,53 @@ def test_time_limit_must_be_minutes(value, capsys):
     assert exit_info.value.code == 2 and "time limit is in minutes" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["train", "--data", "digits", "--out", "afile"], "cannot write into afile: afile is a file"),
+        (["train", "--data", "digits", "--out", "afile/det"], "cannot write into afile/det: afile is a file"),
+        (["evaluate", "--detector", "DET", "--data", "digits", "--out", "afile"], "afile is a file, not a folder"),
+        (["score", "--detector", "DET", "imgs", "--out", "imgs"], "--out imgs is a folder; give a file name"),
+        (["score", "--detector", "DET", "imgs", "--out", "afile/s.csv"], "afile is a file"),
+        (["benchmark", "--suite", "cpu-quick", "--out", "afile", "--dry-run"], "afile is a file"),
+        (["demo", "--out", "afile"], "afile is a file"),
+        (["train", "--data", "digits", "--out", "x", "--set", "train.device=tpu"], "train.device must be auto, cpu"),
+        (["benchmark", "--suite", "cpu-quick", "--methods", "cobra", "--set", "train.epochs=abc", "--out", "b"],
+         "cobra on mnist: "),
+        (["benchmark", "--suite", "cpu-quick", "--max-test", "1", "--dry-run", "--out", "b"],
+         "--max-test must be at least 2"),
+    ],
+)
+def test_output_and_setting_mistakes_are_caught_before_any_work(argv, match, trained, tmp_path, monkeypatch,
+                                                                 capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    folder = tmp_path / "imgs"
+    for i, image in enumerate(load_split("digits", [0], max_test=2).test):
+        save_image(image, folder / f"{i}.png")
+    assert main([str(trained) if a == "DET" else a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and match in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "x" and not (tmp_path / "b" / "cells").exists()
+
+
+@pytest.mark.parametrize("argv,match", [(["--seeds", "x"], "seeds are whole numbers"),
+                                        (["--jobs", "0"], "must be a whole number >= 1")])
+def test_benchmark_flags_are_checked_by_the_parser(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--suite", "cpu-quick", "--dry-run", *argv])
+    assert exit_info.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_save_into_a_file_is_a_clear_error(trained, tmp_path):
+    from robustad.errors import CheckpointError
+    from robustad.methods.registry import load_detector
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CheckpointError, match="a file is in the way"):
+        load_detector(trained).save(tmp_path / "afile")
+
+
 def test_empty_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", "folder", "--normal-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2

@@ -113,6 +113,25 @@ def _attack(args, config=None):
                         target=args.target, seed=args.attack_seed).validate()
 
 
+def _output_folder(path: str | Path) -> Path:
+    """A folder a command will write into, refused up front (before any work) if a file is in the way."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise RobustADError(f"cannot write into {path}: {part} is a file, not a folder; choose another --out")
+            break
+    return path
+
+
+def _output_file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise RobustADError(f"--out {path} is a folder; give a file name, e.g. {path / 'scores.csv'}")
+    _output_folder(path.parent)
+    return path
+
+
 def _minutes(text: str) -> float:
     try:
         value = float(text)
@@ -160,6 +179,7 @@ def _first_image_side(folder: str) -> int | None:
 def cmd_train(args) -> int:
     from robustad.pipeline import load_data, say, train_or_resume
 
+    out = _output_folder(args.out)
     preset = _preset(args)
     if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
         args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
@@ -175,7 +195,6 @@ def cmd_train(args) -> int:
     say(f"preset {preset}")
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
-    out = Path(args.out)
     from robustad.methods.training import training_deadline
 
     with training_deadline(_deadline(args.time_limit)):
@@ -200,6 +219,7 @@ def cmd_evaluate(args) -> int:
 
     if args.suite_eps and not args.suite:
         raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
+    out = _output_folder(args.out if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval")
     detectors = {}
     for item in args.detector:
         name, _, path = item.rpartition("=")
@@ -226,7 +246,6 @@ def cmd_evaluate(args) -> int:
             spec.max_test = suite.num_test if suite else 200
     split = load_data(spec)
     say(split.describe())
-    out = Path(args.out) if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval"
     if len(split.test_labels) == 0:
         raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
     if not (args.suite or args.sanity):
@@ -252,6 +271,7 @@ def cmd_score(args) -> int:
     from robustad.data.folder import load_images
     from robustad.methods.registry import load_detector
 
+    target = _output_file(args.out) if args.out else None
     detector = load_detector(args.detector)
     size = detector.image_size_[0] if args.resize else None
     images, files = [], []
@@ -267,7 +287,9 @@ def cmd_score(args) -> int:
             f"the detector gave no finite score for {len(broken)} of {len(files)} images (first: {files[broken[0]]}); "
             f"its weights are probably damaged: copy {args.detector} again or re-train it")
     threshold = detector.threshold_
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    out = open(target, "w", newline="") if target is not None else sys.stdout
     writer = csv.writer(out)
     writer.writerow(["path", "score", "anomalous"])
     for f, s in zip(files, scores.tolist()):
@@ -281,7 +303,7 @@ def cmd_score(args) -> int:
 def cmd_demo(args) -> int:
     from robustad.pipeline import run_demo
 
-    report = run_demo(Path(args.out), progress=not args.quiet, quick=args.quick)
+    report = run_demo(_output_folder(args.out), progress=not args.quiet, quick=args.quick)
     print(f"\nreport: {report}\n        {report.with_name('report.json')}\n        {report.with_name('histograms.png')}")
     return 0
 
@@ -342,6 +364,19 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, e.g. 0,1,2; got {text!r}") from None
+
+
 def cmd_benchmark(args) -> int:
     from robustad.benchmark import aggregate, benchmark_suite, run_benchmark
     from robustad.config import _parse_overrides
@@ -350,14 +385,14 @@ def cmd_benchmark(args) -> int:
         raise RobustADError("--dry-run runs nothing by itself; drop --merge-from / --aggregate-only to see the plan")
     suite = benchmark_suite(args.suite)
     suite = suite.select(methods=args.methods, datasets=args.datasets, classes=args.classes,
-                         seeds=[int(s) for s in args.seeds] if args.seeds else None)
+                         seeds=args.seeds or None)
     if args.set:
         suite.train_overrides = {**suite.train_overrides, **_parse_overrides(args.set)}
     if args.max_test is not None:
         suite.max_test = args.max_test
     if args.max_train is not None:
         suite.max_train = args.max_train
-    out = Path(args.out or f"runs/benchmark/{suite.name}")
+    out = _output_folder(args.out or f"runs/benchmark/{suite.name}")
     failed, unfinished = [], 0
     if args.merge_from:
         from robustad.benchmark.merge import MERGE_FILE, merge_cells
@@ -387,6 +422,9 @@ def cmd_benchmark(args) -> int:
             print(f"{len(outcome['busy'])} cell(s) were being run by another runner sharing {out}: once it is "
                   "done, `--aggregate-only` rebuilds the tables with them", file=sys.stderr)
     report = aggregate(out)
+    if report is None and failed:
+        raise RobustADError(f"no cell has a result: {len(failed)} cell(s) failed ({', '.join(failed[:3])}"
+                            f"{', ...' if len(failed) > 3 else ''}); their errors are above")
     if report is None and not unfinished:
         raise RobustADError(f"no cell results in {out}/cells yet; run without --aggregate-only first")
     if report is not None:
@@ -497,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")
     p.add_argument("--datasets", type=_csv_list, help="only these data sets of the suite")
     p.add_argument("--classes", type=_csv_list, help="only these classes/categories, e.g. 0,3 or brick")
-    p.add_argument("--seeds", type=_csv_list, help="seeds (default: the suite's, 0)")
+    p.add_argument("--seeds", type=_seeds, help="seeds, e.g. 0,1,2 (default: the suite's, 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every cell's training, e.g. train.epochs=1")
     p.add_argument("--max-test", type=int, help="test images per cell (default: the suite's)")
@@ -516,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no cell after this many minutes, and stop a cell's training at an epoch boundary "
                         "rather than run past them (checkpoint kept; an evaluation already begun runs to its end); "
                         f"exit code {PAUSED_EXIT_CODE} if cells are left, and the same command goes on")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=_positive_int, default=1,
                    help="cells run at once, each with CPU cores / JOBS torch threads unless OMP_NUM_THREADS is "
                         "set (default 1; on a 2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster)")
     p.set_defaults(func=cmd_benchmark)

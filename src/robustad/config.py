@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from fractions import Fraction
 from importlib import resources
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every must be >= 1 (epochs), got {self.checkpoint_every}")
         return self

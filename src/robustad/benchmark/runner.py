@@ -97,6 +97,22 @@ def _preset_config(suite: BenchmarkSuite, cell: Cell):
     return build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
 
 
+def check_suite(suite: BenchmarkSuite) -> None:
+    """Fail now, not once per cell: every (data set, method) config builds with the suite's overrides,
+    and the set sizes are usable."""
+    for name, limit, least in (("max_test", suite.max_test, 2), ("max_train", suite.max_train, 2)):
+        if limit is not None and limit < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {least}, got {limit}")
+    seen = set()
+    for cell in suite.cells():
+        if (cell.dataset, cell.method) not in seen:
+            seen.add((cell.dataset, cell.method))
+            try:
+                _preset_config(suite, cell)
+            except ConfigError as err:
+                raise ConfigError(f"{cell.method} on {cell.dataset}: {err}") from None
+
+
 def measurement(suite: BenchmarkSuite, eps: float) -> dict[str, Any]:
     """What a cell's AUROCs depend on besides its trained detector: the data limits and the attacks
     (as JSON reads them back). Recorded in every cell, so that a changed suite makes old cells stale."""
@@ -270,6 +286,7 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
     from robustad.methods.checkpoint import summarize_changes
 
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
+    check_suite(suite)
     out = Path(out)
     plan = []
     for cell in suite.cells():
@@ -400,7 +417,8 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                 finished_count = len(done) + len(failed)
                 to_go = len(pending) + len(running)  # less any that another runner takes
                 elapsed = time.perf_counter() - started
-                log(f"{finished_count}/{finished_count + to_go} cells finished in {_hours(elapsed)}; about "
+                failures = f" ({len(failed)} failed)" if failed else ""
+                log(f"{finished_count}/{finished_count + to_go} cells finished{failures} in {_hours(elapsed)}; about "
                     f"{_hours(elapsed / finished_count * to_go)} to go at this pace")
     if skipped:
         log(f"{len(skipped)} cell(s) already had results and were skipped")

@@ -126,7 +126,10 @@ def _file_sha256(path: Path) -> str:
 def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """detector.safetensors + detector.json, each replaced atomically."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CheckpointError(f"cannot save a detector to {path}: a file is in the way (a detector is a folder)") from None
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
