@@ -88,7 +88,7 @@ def _add_attack_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--restarts", type=int, default=1, help="random restarts; the worst case per image is kept (default: 1)")
     g.add_argument("--target", choices=["normal", "anomaly", "both"], default="both",
                    help="perturb normal images toward anomalous, anomalies toward normal, or both (default)")
-    g.add_argument("--attack-seed", type=int, default=0)
+    g.add_argument("--attack-seed", type=int, default=0, help="seed of the attack's random start (default: 0)")
 
 
 def _spec(args):

@@ -317,5 +317,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
                 value = [value]
             return [str(v) for v in value]
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {key}={value!r} has the wrong type (expected {text})") from None
+        plain = "[" not in text and "|" not in text
+        expected = getattr(hint, "__name__", text) if plain else text.replace("typing.", "")  # int, not <class 'int'>
+        raise ConfigError(f"{source}: {key}={value!r} has the wrong type (expected {expected})") from None
     return value

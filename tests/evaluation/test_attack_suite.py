@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from robustad.attacks.canaries import GradientMasked, PixelKNN
 from robustad.errors import ConfigError

@@ -142,3 +142,9 @@ def test_image_size_resizes_inputs(digits_split):
     )
     assert det.image_size_ == (12, 12)
     assert det.score(digits_split.test[:3]).shape == (3,)  # 8x8 inputs are resized
+
+
+def test_an_empty_batch_scores_to_an_empty_tensor(fitted_cobra):
+    scores = fitted_cobra.score(torch.zeros(0, 1, 8, 8))
+    assert scores.shape == (0,)
+    assert fitted_cobra.predict(torch.zeros(0, 1, 8, 8)).shape == (0,)

@@ -135,8 +135,8 @@ def _check_sizes(images: list[torch.Tensor], paths: list[Path]) -> None:
     if len(example) > 1:
         found = "; ".join(f"{h}x{w} (e.g. '{p}')" for (h, w), p in sorted(example.items()))
         raise DataError(
-            f"images have different sizes (HxW): {found}. Images are not resized unless "
-            "you ask: pass size=S to resize all of them to SxS."
+            f"images have different sizes (HxW): {found}. Images are not resized unless you ask: "
+            "--image-size S (robustad train / evaluate), --resize (robustad score) or size=S (load_images)."
         )
 
 

@@ -10,7 +10,7 @@ import torch
 
 from robustad.attacks.base import AttackConfig, ScoreAsLogits
 from robustad.attacks.pgd import attack_pgd
-from robustad.errors import ConfigError
+from robustad.errors import ConfigError, InputError
 from robustad.evaluation.metrics import auroc, detection_rates
 
 ATTACKS = {"pgd": attack_pgd}
@@ -53,12 +53,24 @@ def score_as_logits(detector) -> ScoreAsLogits:
     )
 
 
+def check_labels(images, labels) -> torch.Tensor:
+    """Labels as a long CPU tensor with one 0/1 entry per image, or an InputError saying what is off."""
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.shape[0] != len(images):
+        raise InputError(f"need one label per image: {len(images)} images, labels of shape {tuple(labels.shape)}")
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise InputError("labels must be 0 (normal) or 1 (anomaly)")
+    if labels.numel() and labels.min() == labels.max():
+        raise InputError("AUROC needs both normal (0) and anomalous (1) test images; the labels hold only one kind")
+    return labels.long().cpu()
+
+
 def evaluate_robustness(detector, images: torch.Tensor, labels: torch.Tensor, attack: AttackConfig) -> RobustnessResult:
     """AUROC on clean images and on images perturbed by `attack` against the detector's score."""
     attack.validate()
+    labels = check_labels(images, labels)
     if attack.name not in ATTACKS:
         raise ConfigError(f"unknown attack {attack.name!r}; available: {', '.join(ATTACKS)}")
-    labels = labels.long().cpu()
     started = time.perf_counter()
     with torch.no_grad():
         clean = detector.score(images).cpu()

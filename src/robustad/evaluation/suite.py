@@ -26,6 +26,7 @@ from robustad.attacks.pgd import attack_pgd, attack_score
 from robustad.config import parse_eps
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
+from robustad.evaluation.robustness import check_labels
 
 KINDS = ("pgd", "apgd", "square", "adaptive", "transfer")
 WORST = "worst-case"
@@ -261,7 +262,7 @@ def run_suite(
     config = suite_preset(suite_config) if isinstance(suite_config, str) else suite_config
     config.validate()
     log = log or (lambda message: None)
-    labels = labels.long().cpu()
+    labels = check_labels(images, labels)
     images = images.cpu()
     started = time.perf_counter()
     result = SuiteResult(config=config, labels=labels)

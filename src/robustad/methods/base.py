@@ -44,10 +44,14 @@ class BaseDetector:
         if not x.is_floating_point():
             raise InputError(f"expected float images in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
         if x.shape[1] != self.in_channels_:
+            got = f"{x.shape[1]} channel{'s' if x.shape[1] != 1 else ''}"
             raise InputError(
-                f"this detector was trained on {self.in_channels_}-channel images but got {x.shape[1]} channels; "
-                + ("convert to grayscale first" if self.in_channels_ == 1 else "repeat the gray channel 3 times")
+                f"this detector was trained on {self.in_channels_}-channel images but got {got}; "
+                + ("convert them to grayscale" if self.in_channels_ == 1 else "repeat the gray channel 3 times")
+                + f" (robustad score / evaluate: --channels {self.in_channels_})"
             )
+        if x.shape[0] == 0:
+            return x.to(device=self.device, dtype=torch.float32)
         bad = (~torch.isfinite(x)).sum().item()
         if bad:
             raise InputError(f"{bad} pixel values are NaN or infinite; clean the images before scoring")
@@ -60,7 +64,8 @@ class BaseDetector:
             if self.resize_to is None:
                 raise InputError(
                     f"this detector was trained on {self.image_size_[0]}x{self.image_size_[1]} images but got "
-                    f"{x.shape[-2]}x{x.shape[-1]}; resize them, or train with image_size set so inputs are resized"
+                    f"{x.shape[-2]}x{x.shape[-1]}; resize them (robustad score: --resize; evaluate: --image-size), "
+                    "or train with image_size set so that inputs are resized"
                 )
             x = F.interpolate(x, size=self.image_size_, mode="bilinear", align_corners=False, antialias=True)
             x = x.clamp(0, 1)
@@ -86,6 +91,8 @@ class BaseDetector:
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Anomaly scores [N] (higher = more anomalous); differentiable with respect to x."""
         x = self.prepare(x)
+        if x.shape[0] == 0:
+            return x.new_zeros(0)
         if x.requires_grad and torch.is_grad_enabled():
             return torch.cat([self._score_batch(c) for c in x.split(self.score_batch_size)])
         with torch.no_grad():
