@@ -45,7 +45,13 @@ def test_train_writes_a_loadable_detector(trained):
 
 def test_train_again_loads_the_finished_run(trained, capsys):
     assert main(["train", "--data", "digits", "--normal-class", "0", "--out", str(trained), "--quiet", *TINY_SET]) == 0
-    assert "loading it instead" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "loading it instead" in err and "loaded; it was trained in" in err
+
+
+def test_two_detectors_of_one_name_are_refused(trained, capsys):
+    assert main(["evaluate", "--detector", f"a={trained}", "--detector", f"a={trained}", "--data", "digits"]) == 2
+    assert "two detectors are named 'a'" in capsys.readouterr().err
 
 
 def test_train_again_with_another_config_refuses_the_finished_run(trained, capsys):

@@ -9,24 +9,40 @@ from robustad.errors import (  # noqa: E402
     DatasetNotFoundError,
     InputError,
     RobustADError,
+    TrainingPaused,
 )
 
 __all__ = [
     "__version__",
     "Cobra",
+    "DeepSVDD",
+    "KNNDetector",
+    "load_detector",
     "RobustADError",
     "DataError",
     "DatasetNotFoundError",
     "ConfigError",
     "CheckpointError",
     "InputError",
+    "TrainingPaused",
 ]
+
+
+_DETECTORS = {
+    "Cobra": "robustad.methods.cobra.detector",
+    "DeepSVDD": "robustad.methods.deep_svdd",
+    "KNNDetector": "robustad.methods.knn",
+}
 
 
 def __getattr__(name):
     # Lazy so that `import robustad` stays cheap for the CLI's --help.
-    if name == "Cobra":
-        from robustad.methods.cobra.detector import Cobra
+    if name in _DETECTORS:
+        import importlib
 
-        return Cobra
+        return getattr(importlib.import_module(_DETECTORS[name]), name)
+    if name == "load_detector":
+        from robustad.methods.registry import load_detector
+
+        return load_detector
     raise AttributeError(f"module 'robustad' has no attribute {name!r}")

@@ -197,12 +197,15 @@ def cmd_train(args) -> int:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     from robustad.methods.training import training_deadline
 
+    from robustad.methods.checkpoint import META_FILE
+
+    finished_before = (out / META_FILE).is_file()
     with training_deadline(_deadline(args.time_limit)):
         detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
     info = detector.fit_info_
     seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
     speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""
-    say(f"trained in {seconds:.0f} s{speed}; "
+    say(f"{'loaded; it was trained' if finished_before else 'trained'} in {seconds:.0f} s{speed}; "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
@@ -223,7 +226,11 @@ def cmd_evaluate(args) -> int:
     detectors = {}
     for item in args.detector:
         name, _, path = item.rpartition("=")
-        detectors[name or Path(path).name] = load_detector(path)
+        name = name or Path(path).name
+        if name in detectors:
+            raise RobustADError(f"two detectors are named {name!r}; name each one, e.g. --detector a=DIR "
+                                "--detector b=DIR")
+        detectors[name] = load_detector(path)
     spec = _spec(args)
     first = next(iter(detectors.values()))
     if spec.image_size is None and first.resize_to is not None:

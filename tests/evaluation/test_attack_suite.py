@@ -92,3 +92,18 @@ def test_presets_are_valid_and_the_cpu_one_has_every_kind():
     kinds = {a.kind for a in suite_preset("cpu").attacks}
     assert kinds == {"pgd", "apgd", "square", "adaptive", "transfer"}
     assert any(a.kind == "pgd" and a.steps >= 100 and a.restarts >= 2 for a in suite_preset("cpu").attacks)
+
+
+def test_labels_that_do_not_fit_the_images_are_refused_before_any_attack():
+    from robustad.attacks.base import AttackConfig
+    from robustad.errors import InputError
+    from robustad.evaluation.robustness import evaluate_robustness
+
+    images = torch.rand(6, 1, 8, 8)
+    for labels, match in [(torch.tensor([0, 1, 0, 1, 0]), "one label per image: 6 images"),
+                          (torch.tensor([0, 1, 2, 1, 0, 1]), "0 \\(normal\\) or 1"),
+                          (torch.zeros(6), "both normal")]:
+        with pytest.raises(InputError, match=match):
+            evaluate_robustness(object(), images, labels, AttackConfig(eps="8/255", steps=1))
+        with pytest.raises(InputError, match=match):
+            run_suite({"x": object()}, images, labels, "quick")

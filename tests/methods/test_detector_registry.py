@@ -81,3 +81,16 @@ def test_the_attack_suite_runs_on_the_baselines(baselines, digits_split):
         assert has_adaptive == isinstance(baselines[method], KNNDetector)
         assert result.auroc(method, "worst-case") <= result.auroc(method, "clean")
     assert any("adaptive attack skipped for" in note for note in result.notes)
+
+
+def test_the_detectors_and_the_loader_import_from_the_package():
+    import robustad
+    from robustad import DeepSVDD as SVDD, KNNDetector as KNN, TrainingPaused, load_detector
+    from robustad.errors import RobustADError
+    from robustad.methods.registry import load_detector as registry_loader
+
+    assert (SVDD, KNN, load_detector) == (DeepSVDD, KNNDetector, registry_loader)
+    assert issubclass(TrainingPaused, RobustADError)
+    assert {"Cobra", "DeepSVDD", "KNNDetector", "load_detector"} <= set(robustad.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        robustad.Nope

@@ -57,14 +57,16 @@ def markdown_report(report: dict[str, Any]) -> str:
     for name, m in report["methods"].items():
         speed = m.get("train_images_per_second")
         trained = f" Trained in {m['train_seconds']:.0f} s ({speed:.1f} normal images/s)." if m.get("train_seconds") else ""
-        if m.get("description") or trained:
-            lines.append(f"- **{name}**: {m.get('description', '')}.{trained}")
+        description = f" {m['description']}." if m.get("description") else ""
+        if description or trained:
+            lines.append(f"- **{name}**:{description}{trained}")
     if report.get("histograms"):
         lines += ["", f"![score histograms]({report['histograms']})"]
     timings = report.get("timings", {})
     if timings:
         lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
-    lines += ["", f"Seed {report.get('seed')}; robustad {report.get('library_versions', {}).get('robustad')}.", ""]
+    seed = f"Seed {report['seed']}; " if report.get("seed") is not None else ""
+    lines += ["", f"{seed}robustad {report.get('library_versions', {}).get('robustad')}.", ""]
     return "\n".join(lines)
 
 
