@@ -195,9 +195,8 @@ def cmd_train(args) -> int:
     say(f"preset {preset}")
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
-    from robustad.methods.training import training_deadline
-
     from robustad.methods.checkpoint import META_FILE
+    from robustad.methods.training import training_deadline
 
     finished_before = (out / META_FILE).is_file()
     with training_deadline(_deadline(args.time_limit)):

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from robustad.config import TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
+from robustad.methods.checkpoint import config_changes, summarize_changes
 
 CHECKPOINT_NAME = "train_state.safetensors"
 
@@ -49,10 +50,6 @@ def training_deadline(deadline: float | None) -> Iterator[None]:
         yield
     finally:
         _DEADLINE.reset(token)
-
-
-def current_deadline() -> float | None:
-    return _DEADLINE.get()
 
 
 class Objective(Protocol):
@@ -239,8 +236,6 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run):
             f"{path} is not a readable robustad training checkpoint ({err}); delete it to start over"
         ) from None
     if state.get("run") != json.loads(json.dumps(run)):
-        from robustad.methods.checkpoint import config_changes, summarize_changes
-
         saved = state.get("run")
         what = summarize_changes(config_changes(saved, run)) if isinstance(saved, dict) else "an older robustad"
         raise CheckpointError(
