@@ -308,3 +308,18 @@ def test_class_index_out_of_range_names_the_valid_range(capsys, tmp_path):
 def test_category_on_a_classification_set_is_a_class_name(capsys, tmp_path):
     assert main(["train", "--data", "digits", "--category", "nine", "--out", str(tmp_path / "o")]) == 2
     assert "no class named 'nine'" in capsys.readouterr().err
+
+
+def test_normal_class_and_category_together_are_refused(capsys, tmp_path):
+    assert main(["train", "--data", "digits", "--normal-class", "3", "--category", "5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "takes its normal class once: --normal-class 3 or --category 5" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_list_one_name_and_check_folder(capsys):
+    assert main(["data", "list", "mnist"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mnist ") and "fashion-mnist" not in out
+    assert main(["data", "check", "folder"]) == 2
+    assert "read when used" in capsys.readouterr().err

