@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import robustad
+from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError
 from robustad.methods.base import BaseDetector
 
@@ -115,14 +116,6 @@ def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[st
     }
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """detector.safetensors + detector.json, each replaced atomically."""
     path = Path(path)
@@ -133,7 +126,7 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dic
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
-    meta = {**meta, "weights_sha256": _file_sha256(tmp)}
+    meta = {**meta, "weights_sha256": sha256_file(tmp)}
     os.replace(tmp, path / WEIGHTS_FILE)
     (path / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=float))
     os.replace(path / (META_FILE + ".tmp"), path / META_FILE)
@@ -175,7 +168,7 @@ def read_checkpoint(path: str | Path, method: str) -> tuple[dict[str, Any], dict
         )
     _check_meta_fields(meta, path)
     expected = meta.get("weights_sha256")  # absent in detectors saved before it was recorded
-    if expected is not None and _file_sha256(path / WEIGHTS_FILE) != expected:
+    if expected is not None and sha256_file(path / WEIGHTS_FILE) != expected:
         raise CheckpointError(
             f"{path / WEIGHTS_FILE} does not match the checksum in {META_FILE}: it was changed or damaged "
             "after it was saved (or the two files come from different saves). Copy the folder again or re-train."
