@@ -107,7 +107,14 @@ def test_evaluate_writes_reports(trained, tmp_path):
     method = report["methods"]["tiny"]
     assert {"auroc_clean", "auroc_attack", "attack"} <= set(method)
     assert method["attack"]["steps"] == 2 and method["attack"]["target"] == "both"
-    assert (out / "report.md").read_text().startswith("# robustad report")
+    md = (out / "report.md").read_text()
+    assert md.startswith("# robustad report")
+    # the report describes the test set it used, not a training split these detectors never saw,
+    # and names each detector's own training set
+    assert report["title"] == report["data"]["description"] == (
+        "digits normal classes [0]: test 40 images (20 normal, 20 anomalous; 1x8x8)")
+    fit = method["fit_info"]
+    assert f"Trained on {fit['num_train']} normal images (and {fit['num_holdout']} more held out" in md
     assert (out / "histograms.png").stat().st_size > 1000
 
 

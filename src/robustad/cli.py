@@ -62,7 +62,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="classification data sets: normal class(es) by index or name: 3, 0-4, 1,3,5 or coat; "
                         "several classes = the unlabeled multi-class setting (default: 0)")
     g.add_argument("--category", help="anomaly data sets: the category (MVTec/VisA object, DAGM ClassN, ISIC "
-                                      "diagnosis such as NV, texture brick|grass|gravel)")
+                                      "diagnosis such as NV, texture brick|grass|gravel; textures default to "
+                                      "brick, the others must name one)")
     g.add_argument("--ood-data", metavar="NAME", help="classification data sets: take the anomalies from this "
                                                       "data set's test images instead of the other classes")
     g.add_argument("--ood-root", help="where the --ood-data set lies")
@@ -251,19 +252,20 @@ def cmd_evaluate(args) -> int:
         if spec.max_test is None:  # the full test split would take hours under the suite
             spec.max_test = suite.num_test if suite else 200
     split = load_data(spec)
-    say(split.describe())
     if len(split.test_labels) == 0:
         raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
+    described = split.describe(train=False)  # the detectors were trained in their own runs
+    say(described)
     if not (args.suite or args.sanity):
-        report = evaluate_detectors(detectors, split, _attack(args, first.config), out, title=split.describe(),
-                                    extra={"command": " ".join(sys.argv)})
+        report = evaluate_detectors(detectors, split, _attack(args, first.config), out, title=described,
+                                    extra={"command": " ".join(sys.argv)}, trained_on_split=False)
         print(report)
         return 0
     # --suite / --sanity: the attack suite and the gradient-masking checks
     report, checks = evaluate_suite(detectors, split.test, split.test_labels, out, suite=suite, sanity=args.sanity,
-                                    sanity_config=sanity, surrogate=surrogates or None, title=split.describe(),
+                                    sanity_config=sanity, surrogate=surrogates or None, title=described,
                                     extra={"command": " ".join(sys.argv),
-                                           "data": {"description": split.describe(), "name": split.name}},
+                                           "data": {"description": described, "name": split.name}},
                                     log=say)
     for name, check in checks.items():
         print(f"{name}: " + "\n".join(check.lines()))

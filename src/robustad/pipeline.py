@@ -150,11 +150,14 @@ def evaluate_detectors(
     extra: dict[str, Any] | None = None,
     log: Callable[[str], None] = say,
     more_attacks: tuple[AttackConfig, ...] = (),
+    trained_on_split: bool = True,
 ) -> Path:
     """Evaluate each detector clean and under `attack` (and `more_attacks`, e.g. other budgets).
 
     Writes report.json, report.md and histograms.png (for `attack`) into `out`. In report.json,
     methods.NAME.auroc_attack and .attack are `attack`'s; .attacks lists every attack run.
+    `trained_on_split=False` (detectors trained in another run) keeps `split.train` out of the
+    data description, since those detectors did not necessarily see it.
     """
     results: dict[str, RobustnessResult] = {}
     methods: dict[str, Any] = {}
@@ -184,7 +187,7 @@ def evaluate_detectors(
     histograms = plot_score_histograms(results, out / "histograms.png")
     report = {
         "title": title,
-        "data": {"description": split.describe(), "name": split.name, "normal_classes": list(split.normal_classes)},
+        "data": {"description": split.describe(train=trained_on_split), "name": split.name, "normal_classes": list(split.normal_classes)},
         "methods": methods,
         "histograms": histograms.name,
         "library_versions": library_versions(),

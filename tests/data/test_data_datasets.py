@@ -163,3 +163,5 @@ def test_describe():
     text = split.describe()
     assert text.startswith("digits normal classes [0, 1]: train ")
     assert "(1x8x8)" in text and "test 100 images (50 normal, 50 anomalous)" in text
+    # for detectors trained elsewhere the training split is left out
+    assert split.describe(train=False) == "digits normal classes [0, 1]: test 100 images (50 normal, 50 anomalous; 1x8x8)"

@@ -40,13 +40,20 @@ class AnomalySplit:
     test_paths: list[str] | None = None
     semi_synthetic: bool = False  # test anomalies are generated, not real defects
 
-    def describe(self) -> str:
-        """One line summarising sizes, image shape and the normal/anomaly balance."""
+    def describe(self, train: bool = True) -> str:
+        """One line summarising sizes, image shape and the normal/anomaly balance.
+
+        ``train=False`` leaves the training images out, for reports on detectors trained elsewhere
+        (their own training sets are recorded in each detector's fit_info).
+        """
         n_anom = int(self.test_labels.sum())
         n_norm = len(self.test_labels) - n_anom
         c, h, w = self.train.shape[1:]
         what = f"category {self.category}" if self.category is not None else f"normal classes {list(self.normal_classes)}"
         tag = " (semi-synthetic)" if self.semi_synthetic else ""
+        if not train:
+            c, h, w = self.test.shape[1:]
+            return f"{self.name}{tag} {what}: test {len(self.test)} images ({n_norm} normal, {n_anom} anomalous; {c}x{h}x{w})"
         if len(self.test_labels) == 0:
             return f"{self.name}{tag} {what}: train {len(self.train)} normal images ({c}x{h}x{w}); no test set"
         return (

@@ -57,6 +57,10 @@ def markdown_report(report: dict[str, Any]) -> str:
     for name, m in report["methods"].items():
         speed = m.get("train_images_per_second")
         trained = f" Trained in {m['train_seconds']:.0f} s ({speed:.1f} normal images/s)." if m.get("train_seconds") else ""
+        fit = m.get("fit_info", {})
+        if fit.get("num_train") is not None:  # the detector's own training set, which a report may not show
+            held = f" (and {fit['num_holdout']} more held out for the threshold)" if fit.get("num_holdout") else ""
+            trained = f" Trained on {fit['num_train']} normal images{held}." + trained
         description = f" {m['description']}." if m.get("description") else ""
         if description or trained:
             lines.append(f"- **{name}**:{description}{trained}")
