@@ -1,6 +1,6 @@
 import pytest
 
-from robustad.config import CobraConfig, config_keys, list_presets, parse_eps
+from robustad.config import CobraConfig, config_keys, format_eps, list_presets, parse_eps
 from robustad.errors import ConfigError
 
 
@@ -9,10 +9,16 @@ def test_parse_eps_accepts_fractions_and_floats(value, expected):
     assert parse_eps(value) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("value", ["-1/255", 1.5, "300/255", "abc", "nan", True])
+@pytest.mark.parametrize("value", ["-1/255", 1.5, "300/255", "abc", "nan", True, "1/0", "1e400", [1], {"a": 1}])
 def test_parse_eps_rejects_values_outside_unit_interval(value):
     with pytest.raises(ConfigError, match="eps"):
         parse_eps(value)
+
+
+@pytest.mark.parametrize("eps,text", [(8 / 255, "8/255"), (2 / 255, "2/255"), (0.03, "0.03"), (2.5 / 255, "0.009804"),
+                                      (0.0, "0")])
+def test_format_eps_shows_255ths_only_when_whole(eps, text):
+    assert format_eps(eps) == text
 
 
 def test_every_preset_loads_and_validates():

@@ -27,7 +27,7 @@ def parse_eps(value: Any, name: str = "eps") -> float:
         raise ConfigError(f"{name} must be a number like 8/255 or 0.031, got {value!r}")
     try:
         number = float(Fraction(str(value).strip())) if isinstance(value, str) else float(value)
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
         raise ConfigError(f"{name} must be a number like 8/255 or 0.031, got {value!r}") from None
     if not 0.0 <= number <= 1.0 or number != number:
         raise ConfigError(
@@ -35,6 +35,14 @@ def parse_eps(value: Any, name: str = "eps") -> float:
             "means nothing. Typical values: 8/255 for 32 px images, 2/255 for 224 px images."
         )
     return number
+
+
+def format_eps(eps: float) -> str:
+    """An eps for people: ``8/255`` when it is a whole number of 255ths, else the float (0.03, not 8/255)."""
+    if eps == 0:
+        return "0"
+    steps = eps * 255
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:.4g}"
 
 
 @dataclass

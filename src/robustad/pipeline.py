@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from robustad.attacks.base import AttackConfig
+from robustad.config import format_eps
 from robustad.data.datasets import AnomalySplit
 from robustad.errors import CheckpointError, DataError
 from robustad.evaluation.plots import plot_score_histograms
@@ -165,7 +166,7 @@ def evaluate_detectors(
         runs = []
         for config in (attack, *more_attacks):
             config.validate()
-            log(f"evaluating {name}: {config.name.upper()}-{config.steps} (eps {255 * config.eps:.0f}/255, "
+            log(f"evaluating {name}: {config.name.upper()}-{config.steps} (eps {format_eps(config.eps)}, "
                 f"target {config.target}, restarts {config.restarts}) on {split.test.shape[0]} test images")
             result = evaluate_robustness(detector, split.test, split.test_labels, config)
             log(f"  {name}: AUROC clean {100 * result.auroc_clean:.1f}%, attacked {100 * result.auroc_attack:.1f}% "

@@ -45,7 +45,42 @@ def test_restarts_never_do_worse_than_one_run(fitted_cobra, digits_split):
 def test_score_as_logits_orders_classes_by_score():
     model = ScoreAsLogits(lambda x: x.flatten(1).sum(1), torch.nn.Linear(1, 1), center=1.0, scale=2.0)
     logits = model(torch.ones(2, 1, 2, 2) * torch.tensor([0.0, 1.0]).view(2, 1, 1, 1))
-    assert torch.allclose(logits, torch.tensor([[0.0, -0.5], [0.0, 1.5]]))
+    # z = (score - 1) / 2 = -0.5 and 1.5, then sign(z) * log(1 + |z|)
+    assert torch.allclose(logits, torch.tensor([[0.0, -torch.log1p(torch.tensor(0.5))], [0.0, torch.log1p(torch.tensor(1.5))]]))
+
+
+class _LinearScore(torch.nn.Module):
+    """score = <w, x> + offset: the attack's best move is known (eps * sign(w) per pixel)."""
+
+    def __init__(self, offset: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1, 1, 16).view(1, 1, 4, 4), requires_grad=False)
+        self.offset = offset
+        self.threshold_ = None
+
+    def score(self, x):
+        return (x * self.w).flatten(1).sum(1) + self.offset
+
+    scorer = property(lambda self: self)
+
+
+@pytest.mark.parametrize("kind", ["pgd", "apgd"])
+@pytest.mark.parametrize("offset", [0.0, 25.0, 400.0])
+def test_far_off_images_are_still_attacked(kind, offset):
+    """An anomaly scored far above the normal range must still be pushed down: on raw logits,
+    float32 cross-entropy has no gradient there and torchattacks would leave it where it was."""
+    from robustad.attacks.autoattack import attack_apgd
+
+    det = _LinearScore(offset)
+    x, y = torch.full((4, 1, 4, 4), 0.5), torch.ones(4, dtype=torch.long)
+    eps = 8 / 255
+    if kind == "pgd":
+        x_adv = attack_pgd(score_as_logits(det), x, y, AttackConfig(eps=eps, steps=10, target="anomaly"))
+    else:
+        x_adv = attack_apgd(score_as_logits(det), x, y, eps, "anomaly", steps=10)
+    drop = det.score(x) - det.score(x_adv)
+    best = eps * det.w.abs().sum()  # every pixel moved by eps against sign(w)
+    assert (drop > 0.9 * best).all(), (drop, best)
 
 
 def test_evaluate_robustness_reports_the_attack(fitted_cobra, digits_split):

@@ -53,6 +53,10 @@ def test_suite_writes_json_markdown_and_plots(quick_result, tmp_path):
     assert report["suite"]["name"] == "quick"
     text = md.read_text()
     assert text.startswith("# robustad report: digits 0") and "worst-case" in text and "auroc_vs_eps.png" in text
+    # how many attacks each worst case spans: all of them at 8/255, only the sweep at 4/255 and 16/255
+    worst = [line for line in text.splitlines() if line.startswith("| cobra | both |") and line.count("|") == 9]
+    counts = {line.split(" | ")[2]: line.split(" | ")[5] for line in worst}
+    assert counts["4/255"] == counts["16/255"] == "1" and int(counts["8/255"]) > 5
     for png in ("auroc_vs_eps.png", "histograms.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
@@ -84,6 +88,26 @@ def test_suite_config_errors():
         SuiteConfig(eps=("2",)).validate()
     with pytest.raises(ConfigError):
         SuiteConfig(attacks=(AttackSpec("pgd", schedule="linear"),)).validate()
+    with pytest.raises(ConfigError):
+        SuiteConfig(attacks=(AttackSpec("adaptive", step_size="1/0"),)).validate()
+
+
+@pytest.mark.parametrize("kind", ["pgd", "adaptive", "transfer"])
+def test_attack_settings_are_parsed_and_honoured_as_recorded(kind, fitted_cobra, knn, digits_split, monkeypatch):
+    """A step size like '1/255' is a number after validation, and the schedule a report records is
+    the one that ran (adaptive and transfer once turned 'constant' into 'cosine' without saying so)."""
+    import robustad.attacks.pgd as pgd
+
+    seen = []
+    real = pgd.step_sizes
+    monkeypatch.setattr(pgd, "step_sizes", lambda *a, **k: seen.append(a) or real(*a, **k))
+    spec = AttackSpec(kind, steps=2, schedule="step" if kind == "pgd" else "constant", step_size="1/255")
+    config = SuiteConfig(name="t", attacks=(spec,)).validate()
+    assert spec.step_size == pytest.approx(1 / 255)
+    x, y = digits_split.test[:20], digits_split.test_labels[:20]
+    result = run_suite({"cobra": fitted_cobra}, x, y, config, surrogate={"knn": knn})
+    assert seen and all(a[0] == spec.schedule and a[3] == pytest.approx(1 / 255) for a in seen)
+    assert result.to_dict()["suite"]["attacks"][0]["schedule"] == spec.schedule
 
 
 def test_presets_are_valid_and_the_cpu_one_has_every_kind():

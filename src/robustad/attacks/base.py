@@ -110,11 +110,15 @@ def as_logits(detector) -> "ScoreAsLogits":
 
 
 class ScoreAsLogits(nn.Module):
-    """Two logits [normal, anomalous] = [0, (score - center) / scale] for logit-based attacks.
+    """Two logits [normal, anomalous] = [0, slog((score - center) / scale)] for logit-based attacks.
 
     Cross-entropy with the true label then grows exactly when the attack succeeds: a normal
-    image's score rises, an anomaly's falls. Centering and scaling by held-out normal scores
-    keeps the logits in a range where the softmax does not saturate.
+    image's score rises, an anomaly's falls. Centering and scaling by held-out normal scores puts
+    normal images near 0, and slog(z) = sign(z) * log(1 + |z|), which is strictly increasing,
+    keeps far-off images out of softmax saturation: on the raw z, float32 cross-entropy has an
+    input gradient of exactly zero once |z| passes ~17, and PGD or APGD would leave an anomaly
+    scored that far out where it is. Sign-gradient attacks take the same steps on slog(z) as on z
+    wherever z does not saturate, and every comparison of candidates keeps its order.
     """
 
     def __init__(self, score: ScoreFunction, module: nn.Module, center: float = 0.0, scale: float = 1.0):
@@ -129,5 +133,6 @@ class ScoreAsLogits(nn.Module):
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logit = (self.score(x) - self.center) / self.scale
+        z = (self.score(x) - self.center) / self.scale
+        logit = torch.sign(z) * torch.log1p(z.abs())
         return torch.stack([torch.zeros_like(logit), logit], dim=1)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from robustad.config import format_eps  # noqa: E402
+
 
 def plot_score_histograms(results: dict, path: str | Path, title: str | None = None) -> Path:
     """results: {method name: RobustnessResult}. Writes one PNG; title defaults to the attack's settings."""
@@ -31,7 +33,7 @@ def plot_score_histograms(results: dict, path: str | Path, title: str | None = N
             ax.legend()
     if suptitle is None:
         a = next(iter(results.values())).attack
-        suptitle = f"{a['name'].upper()}-{a['steps']}, eps {255 * a['eps']:.0f}/255, target {a['target']}, restarts {a['restarts']}"
+        suptitle = f"{a['name'].upper()}-{a['steps']}, eps {format_eps(a['eps'])}, target {a['target']}, restarts {a['restarts']}"
     fig.suptitle(suptitle)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

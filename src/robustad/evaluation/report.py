@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from robustad.config import format_eps
+
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
@@ -29,8 +31,9 @@ def _json_default(obj: Any):
 
 
 def _attack_text(a: dict[str, Any]) -> str:
-    return (f"{a['name'].upper()}-{a['steps']}, eps {a['eps'] * 255:.0f}/255, restarts {a['restarts']}, "
-            f"target {a['target']}")
+    schedule = f", {a['schedule']} step sizes" if a.get("schedule", "constant") != "constant" else ""
+    return (f"{a['name'].upper()}-{a['steps']}, eps {format_eps(a['eps'])}, restarts {a['restarts']}, "
+            f"target {a['target']}{schedule}")
 
 
 def markdown_report(report: dict[str, Any]) -> str:
@@ -84,7 +87,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
 
 # --- attack suite and sanity checks ---------------------------------------------------------------
 def _eps_text(eps: float) -> str:
-    return "0" if eps == 0 else f"{eps * 255:.4g}/255"
+    return format_eps(eps)
 
 
 def suite_markdown(report: dict[str, Any]) -> str:
@@ -100,10 +103,11 @@ def suite_markdown(report: dict[str, Any]) -> str:
             f"Attack suite `{suite.get('name', '?')}` on {report.get('num_test')} test images "
             f"({report.get('num_test_anomalies')} anomalies), L-inf. Every perturbation is judged on the "
             "detector's real score; the worst case keeps, per image, the strongest of all attacks "
-            "(the highest score for a normal image, the lowest for an anomaly), as AutoAttack reports it.",
+            "(the highest score for a normal image, the lowest for an anomaly), as AutoAttack reports it. "
+            "At budgets where only a sweep attack runs, the worst case is over that one attack (see attacks).",
             "",
-            "| method | target | eps | clean AUROC % | worst-case AUROC % | worst case came from (images) | seconds |",
-            "|---|---|---|---|---|---|---|",
+            "| method | target | eps | clean AUROC % | worst-case AUROC % | attacks | worst case came from (images) | seconds |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         clean = {r["method"]: r["auroc"] for r in rows if r["attack"] == "clean"}
         for r in rows:
@@ -111,7 +115,7 @@ def suite_markdown(report: dict[str, Any]) -> str:
                 continue
             winners = ", ".join(f"{k} {v}" for k, v in r.get("winners", {}).items())
             lines.append(f"| {r['method']} | {r['target']} | {_eps_text(r['eps'])} | {_fmt(clean.get(r['method']))} | "
-                         f"**{_fmt(r['auroc'])}** | {winners} | {r.get('seconds') or 0:.0f} |")
+                         f"**{_fmt(r['auroc'])}** | {r.get('num_attacks', '?')} | {winners} | {r.get('seconds') or 0:.0f} |")
         lines += ["", "Every attack:", "", "| method | target | eps | attack | AUROC % | seconds |", "|---|---|---|---|---|---|"]
         for r in rows:
             seconds = "" if r.get("seconds") is None else f"{r['seconds']:.1f}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robustad.attacks.base import AttackConfig, ScoreAsLogits
+from robustad.attacks.base import AttackConfig, ScoreAsLogits, as_logits
 from robustad.attacks.pgd import attack_pgd
 from robustad.errors import ConfigError, InputError
 from robustad.evaluation.metrics import auroc, detection_rates
@@ -44,13 +44,8 @@ class RobustnessResult:
 
 
 def score_as_logits(detector) -> ScoreAsLogits:
-    """Wrap a fitted detector for logit-based attack libraries."""
-    return ScoreAsLogits(
-        detector.score,
-        detector.scorer,
-        center=getattr(detector, "score_center_", 0.0),
-        scale=getattr(detector, "score_scale_", 1.0),
-    )
+    """Wrap a fitted detector for logit-based attack libraries (robustad.attacks.base.as_logits)."""
+    return as_logits(detector)
 
 
 def check_labels(images, labels) -> torch.Tensor:

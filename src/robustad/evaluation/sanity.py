@@ -25,7 +25,7 @@ import torch
 from robustad.attacks.autoattack import attack_square
 from robustad.attacks.base import TARGETS, as_logits
 from robustad.attacks.pgd import attack_score
-from robustad.config import parse_eps
+from robustad.config import format_eps, parse_eps
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
 
@@ -152,7 +152,7 @@ def run_sanity(
         "eps_growth", bool(monotone and previous <= config.unbounded_max_auroc),
         {"clean_auroc": clean, "auroc_by_eps_x255": curve, "max_allowed_at_largest_eps": config.unbounded_max_auroc},
         f"PGD-{config.steps}: AUROC must not rise with eps (tolerance {config.tolerance}) and must reach "
-        f"<= {config.unbounded_max_auroc} at eps = {config.large_eps[-1] * 255:.0f}/255; if an unbounded attack "
+        f"<= {config.unbounded_max_auroc} at eps = {format_eps(config.large_eps[-1])}; if an unbounded attack "
         "cannot break the detector, its gradients do not lead anywhere",
     ))
     log(report.checks[-1].line())

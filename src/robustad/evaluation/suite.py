@@ -23,7 +23,7 @@ from robustad.attacks.adaptive import attack_adaptive
 from robustad.attacks.autoattack import attack_apgd, attack_square
 from robustad.attacks.base import TARGETS, AttackConfig, as_logits, attack_gain
 from robustad.attacks.pgd import attack_pgd, attack_score
-from robustad.config import parse_eps
+from robustad.config import format_eps, parse_eps
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
 from robustad.evaluation.robustness import check_labels
@@ -41,7 +41,7 @@ class AttackSpec:
     name: str | None = None  # label in tables; default built from the settings
     steps: int = 100  # pgd, apgd, adaptive, transfer (crafting on the surrogate)
     restarts: int = 1
-    schedule: str = "constant"  # pgd/adaptive/transfer: constant (pgd: torchattacks) | cosine | step
+    schedule: str = "constant"  # pgd/adaptive/transfer: constant (pgd runs torchattacks) | cosine | step
     step_size: Any = None
     queries: int = 1000  # square
     variants: tuple[str, ...] = ("lse:0.02", "similarity", "shift", "eot")  # adaptive
@@ -66,8 +66,8 @@ class AttackSpec:
             raise ConfigError(f"unknown attack kind {self.kind!r}; available: {', '.join(KINDS)}")
         if self.steps < 1 or self.restarts < 1 or self.queries < 1 or self.eot_samples < 1:
             raise ConfigError(f"{self.label()}: steps, restarts, queries and eot_samples must be >= 1")
-        AttackConfig(steps=self.steps, restarts=self.restarts, schedule=self.schedule,
-                     step_size=self.step_size).validate()
+        self.step_size = AttackConfig(steps=self.steps, restarts=self.restarts, schedule=self.schedule,
+                                      step_size=self.step_size).validate().step_size
         return self
 
 
@@ -150,7 +150,8 @@ def _presets() -> dict[str, SuiteConfig]:
             AttackSpec("pgd", steps=5, schedule="cosine"),
             AttackSpec("apgd", steps=5),
             AttackSpec("square", queries=20),
-            AttackSpec("adaptive", steps=5, variants=("lse:0.02", "similarity", "shift", "eot"), eot_samples=2),
+            AttackSpec("adaptive", steps=5, variants=("lse:0.02", "similarity", "shift", "eot"), eot_samples=2,
+                       schedule="cosine"),
             AttackSpec("transfer", steps=5, schedule="cosine"),
             AttackSpec("pgd", name="pgd-3-sweep", steps=3, schedule="cosine", eps=("4/255", "16/255")),
         ),
@@ -240,7 +241,7 @@ class SuiteResult:
         if not panels:
             return None
         count = max(r.get("num_attacks", 0) for r in self.worst_rows() if r["target"] == target and r["eps"] == eps)
-        title = f"clean vs worst case over {count} attacks, eps={eps * 255:.1f}/255, target={target}"
+        title = f"clean vs worst case over {count} attacks, eps={format_eps(eps)}, target={target}"
         return plot_score_histograms(panels, path, title=title)
 
 
@@ -294,7 +295,7 @@ def run_suite(
                         main = name == spec.label()
                         _add_row(result, method, name, target, eps, scores, seconds if main else None,
                                  **(extra if main else {}))
-                        log(f"{method}: {name} eps {eps * 255:.1f}/255 target {target}: "
+                        log(f"{method}: {name} eps {format_eps(eps)} target {target}: "
                             f"AUROC {100 * result.rows[-1]['auroc']:.1f}%" + (f" ({seconds:.0f} s)" if main else ""))
             for spec in transfer_specs:
                 if eps in (spec.eps or config.eps):
@@ -303,7 +304,7 @@ def run_suite(
             for method, worst in worsts.items():
                 _add_row(result, method, WORST, target, eps, worst.scores, worst.seconds(result, method, target, eps),
                          winners=worst.winners(), num_attacks=len(worst.names))
-                log(f"{method}: worst case eps {eps * 255:.1f}/255 target {target}: "
+                log(f"{method}: worst case eps {format_eps(eps)} target {target}: "
                     f"AUROC {100 * result.rows[-1]['auroc']:.1f}%")
     if transfer_specs and not surrogates and len(detectors) < 2:
         result.notes.append("transfer attacks skipped: no surrogate detector given and only one detector in the suite")
@@ -379,9 +380,8 @@ def _run_attack(spec: AttackSpec, det, images, labels, eps, target, batch_size) 
         return {label: attack_square(as_logits(det), images, labels, eps, target, queries=spec.queries,
                                      restarts=spec.restarts, seed=spec.seed, batch_size=batch_size)}, {}
     if spec.kind == "adaptive":
-        schedule = spec.schedule if spec.schedule != "constant" else "cosine"
         res = attack_adaptive(det, images, labels, eps, target, variants=tuple(spec.variants), steps=spec.steps,
-                              restarts=spec.restarts, schedule=schedule, step_size=spec.step_size,
+                              restarts=spec.restarts, schedule=spec.schedule, step_size=spec.step_size,
                               eot_samples=spec.eot_samples, seed=spec.seed, batch_size=batch_size)
         outputs = {f"{label}:{name}": x for name, x in res.variants.items()}
         if not outputs:
@@ -408,12 +408,11 @@ def _note_adaptive_skipped(result: SuiteResult, method: str, spec: AttackSpec, s
 
 
 def _run_transfers(result, spec, detectors, surrogates, worsts, images, labels, eps, target, batch_size, log):
-    schedule = spec.schedule if spec.schedule != "constant" else "cosine"
     crafted: dict[str, tuple[Any, torch.Tensor, float]] = {}  # name -> (source detector, images, seconds)
     for source, sdet in surrogates.items():
         t = time.perf_counter()
         x_adv = attack_score(sdet, images, labels, eps, target, steps=spec.steps, restarts=spec.restarts,
-                             schedule=schedule, seed=spec.seed, batch_size=batch_size)
+                             schedule=spec.schedule, step_size=spec.step_size, seed=spec.seed, batch_size=batch_size)
         crafted[source] = (sdet, x_adv, time.perf_counter() - t)
     # the other detectors' worst cases serve as sources too; snapshot them before transfers change them
     for other, worst in worsts.items():
@@ -427,7 +426,7 @@ def _run_transfers(result, spec, detectors, surrogates, worsts, images, labels, 
             name = f"{spec.label()}:{source}"
             worsts[method].add(name, x_adv, scores)
             _add_row(result, method, name, target, eps, scores, craft_seconds + time.perf_counter() - t)
-            log(f"{method}: {name} eps {eps * 255:.1f}/255 target {target}: AUROC {100 * result.rows[-1]['auroc']:.1f}%")
+            log(f"{method}: {name} eps {format_eps(eps)} target {target}: AUROC {100 * result.rows[-1]['auroc']:.1f}%")
 
 
 def evaluate_suite(
