@@ -203,8 +203,8 @@ def test_time_limit_must_be_minutes(value, capsys):
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["train", "--data", "digits", "--out", "afile"], "cannot write into afile: afile is a file"),
-        (["train", "--data", "digits", "--out", "afile/det"], "cannot write into afile/det: afile is a file"),
+        (["train", "--data", "digits", "--out", "afile"], "cannot write into afile: a file is in the way (afile is a file"),
+        (["train", "--data", "digits", "--out", "afile/det"], "cannot write into afile/det: a file is in the way (afile is a file"),
         (["evaluate", "--detector", "DET", "--data", "digits", "--out", "afile"], "afile is a file, not a folder"),
         (["score", "--detector", "DET", "imgs", "--out", "imgs"], "--out imgs is a folder; give a file name"),
         (["score", "--detector", "DET", "imgs", "--out", "afile/s.csv"], "afile is a file"),

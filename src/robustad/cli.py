@@ -53,6 +53,29 @@ def _classes(text: str) -> list[int | str]:
     return out
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+# larger sides are almost surely a typo: 4096 x 4096 x 3 floats are already 200 MB per image
+MAX_IMAGE_SIZE = 4096
+
+
+def _image_size(text: str) -> int:
+    size = _positive_int(text)
+    if not 8 <= size <= MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"the image size is a side in pixels from 8 to {MAX_IMAGE_SIZE}, got {text!r}")
+    return size
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=_dataset_names(), default="mnist", metavar="NAME",
@@ -69,10 +92,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ood-root", help="where the --ood-data set lies")
     g.add_argument("--root", help="where the data set lies (default: robustad's cache or the system location; "
                                   "`robustad data check NAME --root DIR` says what must be there)")
-    g.add_argument("--max-train", type=int, help="use at most this many normal training images")
-    g.add_argument("--max-test", type=int, help="use at most this many test images (half normal, half anomalous)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed for subsets and splits (default: 0)")
-    g.add_argument("--image-size", type=int, help="resize every image to this size (square)")
+    g.add_argument("--max-train", type=_positive_int, help="use at most this many normal training images")
+    g.add_argument("--max-test", type=_positive_int, help="use at most this many test images (half normal, half anomalous)")
+    g.add_argument("--data-seed", type=_seed, default=0, help="seed for subsets and splits (default: 0)")
+    g.add_argument("--image-size", type=_image_size, help="resize every image to this size (square)")
     g.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     g.add_argument("--normal-dir", help="--data folder: folder of normal training images")
     g.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: folder of anomalous test images (repeatable)")
@@ -85,11 +108,11 @@ def _add_attack_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("attack")
     g.add_argument("--eps", help="L-inf budget, e.g. 8/255 or 0.03 (default: the preset's evaluation.eps: "
                                  "8/255 for low-res data, 2/255 for high-res)")
-    g.add_argument("--steps", type=int, help="PGD steps (default: the preset's evaluation.steps, 50 on CPU)")
-    g.add_argument("--restarts", type=int, default=1, help="random restarts; the worst case per image is kept (default: 1)")
+    g.add_argument("--steps", type=_positive_int, help="PGD steps (default: the preset's evaluation.steps, 50 on CPU)")
+    g.add_argument("--restarts", type=_positive_int, default=1, help="random restarts; the worst case per image is kept (default: 1)")
     g.add_argument("--target", choices=["normal", "anomaly", "both"], default="both",
                    help="perturb normal images toward anomalous, anomalies toward normal, or both (default)")
-    g.add_argument("--attack-seed", type=int, default=0, help="seed of the attack's random start (default: 0)")
+    g.add_argument("--attack-seed", type=_seed, default=0, help="seed of the attack's random start (default: 0)")
 
 
 def _spec(args):
@@ -115,21 +138,26 @@ def _attack(args, config=None):
 
 
 def _output_folder(path: str | Path) -> Path:
-    """A folder a command will write into, refused up front (before any work) if a file is in the way."""
-    path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise RobustADError(f"cannot write into {path}: {part} is a file, not a folder; choose another --out")
-            break
-    return path
+    """A folder a command will write into, made and tried before any work starts."""
+    from robustad.methods.checkpoint import writable_folder
+
+    return writable_folder(path, "choose another --out")
 
 
 def _output_file(path: str | Path) -> Path:
+    """A file a command will write, checked up front: not a folder, not an image, in a writable folder."""
+    import os
+
+    from robustad.data.folder import IMAGE_EXTENSIONS
+
     path = Path(path)
     if path.is_dir():
         raise RobustADError(f"--out {path} is a folder; give a file name, e.g. {path / 'scores.csv'}")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise RobustADError(f"--out {path} names an image file; the scores are a CSV table, e.g. --out scores.csv")
     _output_folder(path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RobustADError(f"cannot write {path}: it is read-only; choose another --out")
     return path
 
 
@@ -235,15 +263,22 @@ def cmd_evaluate(args) -> int:
     first = next(iter(detectors.values()))
     if spec.image_size is None and first.resize_to is not None:
         spec.image_size = first.resize_to
+    attack = None if (args.suite or args.sanity) else _attack(args, first.config)  # a bad --eps fails before the data loads
     if args.suite or args.sanity:  # settings and surrogates fail fast, before the data is loaded
         from robustad.evaluation.sanity import SanityConfig
         from robustad.evaluation.suite import evaluate_suite, suite_preset
 
         suite = suite_preset(args.suite) if args.suite else None
-        if args.suite_eps:
-            suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
-            suite.validate()
         eps = args.eps if args.eps is not None else first.config.evaluation.eps
+        if suite is not None:
+            if args.suite_eps:
+                suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
+                if not suite.eps:
+                    raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; "
+                                        f"got {args.suite_eps!r}")
+            elif args.eps is not None or len(suite.eps) == 1:
+                suite.eps = (eps,)  # the detector's own test budget: 8/255 at 32 px is 2/255 at 224 px
+            suite.validate()
         sanity = SanityConfig(eps=eps, target=args.target, seed=args.attack_seed).validate()
         surrogates = {}
         for item in args.surrogate:
@@ -254,10 +289,15 @@ def cmd_evaluate(args) -> int:
     split = load_data(spec)
     if len(split.test_labels) == 0:
         raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
+    for name, det in {**detectors, **(surrogates if args.suite or args.sanity else {})}.items():
+        try:  # every detector must take these images, before hours of attacks on the ones before it
+            det.prepare(split.test[:1])
+        except RobustADError as err:
+            raise RobustADError(f"detector {name}: {err}") from None
     described = split.describe(train=False)  # the detectors were trained in their own runs
     say(described)
     if not (args.suite or args.sanity):
-        report = evaluate_detectors(detectors, split, _attack(args, first.config), out, title=described,
+        report = evaluate_detectors(detectors, split, attack, out, title=described,
                                     extra={"command": " ".join(sys.argv)}, trained_on_split=False)
         print(report)
         return 0
@@ -280,6 +320,9 @@ def cmd_score(args) -> int:
     from robustad.methods.registry import load_detector
 
     target = _output_file(args.out) if args.out else None
+    if target is not None and Path(args.detector).resolve() in target.resolve().parents:
+        raise RobustADError(f"--out {target} lies inside the detector folder {args.detector}; write the scores "
+                            "elsewhere, e.g. --out scores.csv")
     detector = load_detector(args.detector)
     size = detector.image_size_[0] if args.resize else None
     images, files = [], []
@@ -295,17 +338,26 @@ def cmd_score(args) -> int:
             f"the detector gave no finite score for {len(broken)} of {len(files)} images (first: {files[broken[0]]}); "
             f"its weights are probably damaged: copy {args.detector} again or re-train it")
     threshold = detector.threshold_
-    if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    out = open(target, "w", newline="") if target is not None else sys.stdout
+    rows = [[str(f), f"{s:.6g}", int(s > threshold) if threshold == threshold else ""]
+            for f, s in zip(files, scores.tolist())]
+    if target is None:
+        _write_csv(sys.stdout, rows)
+        return 0
+    if target.resolve() in {Path(f).resolve() for f in files}:
+        raise RobustADError(f"--out {target} is one of the images being scored; write the scores elsewhere")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with open(partial, "w", newline="") as out:  # written whole, then renamed: an old CSV is never half-replaced
+        _write_csv(out, rows)
+    partial.replace(target)
+    print(f"{len(files)} images scored -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _write_csv(out, rows: list[list]) -> None:
     writer = csv.writer(out)
     writer.writerow(["path", "score", "anomalous"])
-    for f, s in zip(files, scores.tolist()):
-        writer.writerow([str(f), f"{s:.6g}", int(s > threshold) if threshold == threshold else ""])
-    if args.out:
-        out.close()
-        print(f"{len(files)} images scored -> {args.out}", file=sys.stderr)
-    return 0
+    writer.writerows(rows)
 
 
 def cmd_demo(args) -> int:
@@ -376,17 +428,14 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(t) for t in _csv_list(text)]
+        seeds = [int(t) for t in _csv_list(text)]
+        if any(seed < 0 for seed in seeds):
+            raise ValueError
+        return seeds
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, e.g. 0,1,2; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0 separated by commas, e.g. 0,1,2; got {text!r}") from None
 
 
 def cmd_benchmark(args) -> int:
@@ -498,11 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("attack suite and sanity checks")
     g.add_argument("--suite", choices=["cpu", "full", "quick"],
                    help="run the attack suite instead of one PGD attack: PGD with restarts, APGD, Square, "
-                        "attacks adapted to the score, transfer; worst case per image; plots. cpu: ~15-20 min "
-                        "on 2 CPU cores for 200 test images of 28x28 (the default --max-test with a suite)")
+                        "attacks adapted to the score, transfer; worst case per image; plots. Budget: cpu and "
+                        "quick attack at --eps (default: the detector preset's evaluation.eps), full at 2, 4, 8 "
+                        "and 16/255 unless --eps or --suite-eps is given. --steps, --restarts and --target do not apply (the "
+                        "suite's attacks target both; full also each alone). "
+                        "Default --max-test: cpu 200, full 1000, quick 60. cpu takes ~15-20 min on 2 CPU cores "
+                        "for 200 test images of 28x28")
     g.add_argument("--suite-eps", metavar="EPS[,EPS...]",
-                   help="run the suite's attacks at these budgets instead of the preset's, e.g. 2/255,4/255,8/255 "
-                        "(each budget costs about as long as the preset's single one)")
+                   help="run the suite's attacks at these budgets instead, e.g. 2/255,4/255,8/255 (each budget "
+                        "costs about as long as one)")
     g.add_argument("--sanity", action="store_true",
                    help="run the gradient-masking sanity checks and print pass/fail with the figures "
                         "(uses --eps and --target); exit code 1 if any check fails")
@@ -550,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, help="seeds, e.g. 0,1,2 (default: the suite's, 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every cell's training, e.g. train.epochs=1")
-    p.add_argument("--max-test", type=int, help="test images per cell (default: the suite's)")
-    p.add_argument("--max-train", type=int, help="training images per cell (default: the suite's)")
+    p.add_argument("--max-test", type=_positive_int, help="test images per cell (default: the suite's)")
+    p.add_argument("--max-train", type=_positive_int, help="training images per cell (default: the suite's)")
     p.add_argument("--aggregate-only", action="store_true", help="only rebuild the tables from existing cells")
     p.add_argument("--dry-run", action="store_true",
                    help="run and move nothing: print what each cell would get (done, retrain or re-evaluate with "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from fractions import Fraction
@@ -19,6 +20,10 @@ from typing import Any, get_type_hints
 import yaml
 
 from robustad.errors import ConfigError
+
+
+# the device names a config (or load(device=...)) may give
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 
 def parse_eps(value: Any, name: str = "eps") -> float:
@@ -74,7 +79,7 @@ class LossConfig:
 @dataclass
 class AdversarialConfig:
     enabled: bool = True
-    mode: str = "paper"  # "paper": one adversary on the full loss; "reference": three adversaries
+    mode: str = "paper"  # "paper": two adversaries (contrastive loss, shift head); "reference": three
     eps: Any = "4/255"
     steps: int = 10
     step_size: Any = None  # None -> 2.5 * eps / steps
@@ -104,10 +109,21 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
+        if not re.fullmatch(DEVICE_PATTERN, str(self.device)):
             raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"train.checkpoint_every must be >= 1 (epochs), got {self.checkpoint_every}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(f"train.steps_per_epoch must be >= 1, or null for one pass over the images; "
+                              f"got {self.steps_per_epoch}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ConfigError(f"train.weight_decay must be in [0, 1), got {self.weight_decay}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"train.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.seed < 0:
+            raise ConfigError(f"train.seed must be >= 0, got {self.seed}")
         return self
 
 
@@ -161,6 +177,17 @@ class CobraConfig:
             raise ConfigError(f"score.holdout_fraction must be in [0, 1), got {self.score.holdout_fraction}")
         if self.score.views < 0:
             raise ConfigError(f"score.views must be >= 0, got {self.score.views}")
+        if self.score.batch_size < 1:
+            raise ConfigError(f"score.batch_size must be >= 1, got {self.score.batch_size}")
+        if self.score.bank_size is not None and self.score.bank_size < 1:
+            raise ConfigError(f"score.bank_size must be >= 1, or null to keep every training image; "
+                              f"got {self.score.bank_size}")
+        if self.score.seed < 0:
+            raise ConfigError(f"score.seed must be >= 0, got {self.score.seed}")
+        if not (math.isfinite(self.loss.temperature) and self.loss.temperature > 0):
+            raise ConfigError(f"loss.temperature must be a finite number > 0, got {self.loss.temperature}")
+        if not (math.isfinite(self.loss.opposite_weight) and self.loss.opposite_weight >= 0):
+            raise ConfigError(f"loss.opposite_weight must be a finite number >= 0, got {self.loss.opposite_weight}")
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
         return self
@@ -262,6 +289,8 @@ def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, 
         return {}
     if isinstance(overrides, dict):
         return dict(overrides)
+    if isinstance(overrides, str):  # one "section.field=value", not a sequence of one-letter items
+        overrides = [overrides]
     parsed = {}
     for item in overrides:
         if "=" not in item:
@@ -324,7 +353,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             if isinstance(value, str):
                 value = [value]
             return [str(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
         plain = "[" not in text and "|" not in text
         expected = getattr(hint, "__name__", text) if plain else text.replace("typing.", "")  # int, not <class 'int'>
         raise ConfigError(f"{source}: {key}={value!r} has the wrong type (expected {expected})") from None

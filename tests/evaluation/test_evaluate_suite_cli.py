@@ -48,3 +48,22 @@ def test_suite_eps_runs_the_attacks_at_other_budgets(fitted_cobra, tmp_path, cap
     assert main(["evaluate", "--detector", str(det), "--data", "digits", "--suite-eps", "4/255",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--suite-eps needs --suite" in capsys.readouterr().err
+
+
+def test_single_budget_suites_attack_at_the_detectors_own_budget(tmp_path, digits_split):
+    """cpu/quick run at --eps, or else the detector preset's evaluation.eps (2/255 for high-res data), not 8/255."""
+    from robustad import Cobra
+    from tests.conftest import TINY
+
+    det = Cobra.from_preset("cpu-small", overrides={**TINY, "evaluation.eps": "2/255"})
+    det = det.fit(digits_split.train, progress=False).save(tmp_path / "det")
+    base = ["evaluate", "--detector", str(det), "--data", "digits", "--normal-class", "0", "--max-test", "20",
+            "--suite", "quick"]
+
+    def budgets(out, *extra):
+        assert main([*base, *extra, "--out", str(tmp_path / out)]) == 0
+        report = json.loads((tmp_path / out / "report.json").read_text())
+        return {round(r["eps_255"]) for r in report["worst_case"]}
+
+    assert budgets("own") == {2, 4, 16}  # the detector's 2/255, plus the quick sweep's own 4 and 16/255
+    assert budgets("flag", "--eps", "8/255") == {4, 8, 16}

@@ -181,9 +181,14 @@ def load_dataset(
     anomaly kind: ``category`` (MVTec/VisA object, DAGM class, ISIC diagnosis, texture); folder
     takes ``normal_dir``, ``abnormal_dirs``, ``normal_test_dir``, ``mask_dir``.
     """
-    from robustad.data.datasets import _resize, one_class_split
+    from robustad.data.datasets import _check_limit, _resize, one_class_split
 
     info = dataset_info(name)
+    _check_limit(max_train, "max_train")
+    _check_limit(max_test, "max_test")
+    _check_limit(image_size, "image_size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r}.")
     if info.kind == "anomaly":
         if normal_classes not in (None, [], ()):
             raise DataError(f"{info.name} has categories, not numbered classes: use category (CLI: --category) "

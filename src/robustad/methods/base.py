@@ -1,6 +1,7 @@
 """What every detector offers: the PyOD-style API around a differentiable score.
 
-Subclasses implement ``_score_batch(x)`` (x already validated, on the model's device) and fit.
+Subclasses implement fit, which sets ``scorer``: a module mapping validated images on the model's
+device to scores [N]; ``score`` validates, batches and calls it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class BaseDetector:
             x = x.unsqueeze(1) if self.in_channels_ == 1 else x.unsqueeze(0)
         if x.ndim != 4:
             raise InputError(f"expected images [N,C,H,W], got shape {tuple(x.shape)}")
+        if x.shape[-1] == 0 or x.shape[-2] == 0:
+            raise InputError(f"the images have no pixels (shape {tuple(x.shape)}); check how they were loaded")
         if not x.is_floating_point():
             raise InputError(f"expected float images in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
         if x.shape[1] != self.in_channels_:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import platform
 from pathlib import Path
 from typing import Any
@@ -116,13 +117,37 @@ def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[st
     }
 
 
-def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """detector.safetensors + detector.json, each replaced atomically."""
+def writable_folder(path: str | Path, hint: str) -> Path:
+    """Try writing into `path` now (made for the trial and removed again if it did not exist), so that
+    a file in the way or a missing permission is reported (CheckpointError ending in `hint`) before
+    any work rather than after it."""
     path = Path(path)
+    missing = []  # folders made only for the trial, removed again after it
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise CheckpointError(f"cannot write into {path}: a file is in the way ({part} is a file, not a folder); {hint}")
+            break
+        missing.append(part)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise CheckpointError(f"cannot save a detector to {path}: a file is in the way (a detector is a folder)") from None
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise CheckpointError(f"cannot write into {path}: {err.strerror or err}; {hint}") from None
+    finally:
+        for part in missing:
+            try:
+                part.rmdir()
+            except OSError:
+                break
+    return path
+
+
+def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """detector.safetensors + detector.json, each replaced atomically."""
+    path = writable_folder(path, "save the detector to another folder (a detector is a folder)")
+    path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
@@ -148,6 +173,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
     if not isinstance(meta, dict) or meta.get("kind") != "robustad-detector":
         raise CheckpointError(f"{meta_path} does not describe a robustad detector (no kind: robustad-detector)")
+    if not isinstance(meta.get("fit_info", {}), dict):
+        raise CheckpointError(f"{meta_path} is damaged: fit_info should be a mapping, not {meta['fit_info']!r}. "
+                              "Re-train or copy it again.")
     return meta
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -28,9 +29,9 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from robustad.config import TrainConfig
+from robustad.config import DEVICE_PATTERN, TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
-from robustad.methods.checkpoint import config_changes, summarize_changes
+from robustad.methods.checkpoint import config_changes, summarize_changes, writable_folder
 
 CHECKPOINT_NAME = "train_state.safetensors"
 
@@ -69,6 +70,9 @@ class TrainReport:
 
 
 def resolve_device(name: str) -> torch.device:
+    if not isinstance(name, (str, torch.device)) or not re.fullmatch(DEVICE_PATTERN, str(name)):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -123,6 +127,8 @@ def train(
     deadline = _DEADLINE.get()
     if deadline is not None and path is None:
         raise ConfigError("a training time limit needs a run folder to checkpoint into, so that the run can resume")
+    if checkpoint_dir is not None:
+        writable_folder(checkpoint_dir, "give the run another folder")
     if path is not None and path.exists():
         start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run)
         if log:

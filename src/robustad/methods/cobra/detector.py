@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from robustad.config import CobraConfig
-from robustad.errors import DataError
+from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.checkpoint import (
     calibrate,
@@ -22,6 +22,7 @@ from robustad.methods.checkpoint import (
     write_checkpoint,
 )
 from robustad.methods.baseline_common import load_normal_images
+from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
 from robustad.methods.training import TrainReport, resolve_device, train
@@ -46,6 +47,12 @@ class Cobra(BaseDetector):
         extra = {k.replace("__", "."): v for k, v in kwargs.items()}
         self.config = config.with_overrides({**_as_dict(overrides), **extra}) if (overrides or extra) else config
         self.config.validate()
+        loss = self.config.loss
+        if loss.contrastive not in CONTRASTIVE_VARIANTS:
+            raise ConfigError(f"loss.contrastive must be one of {', '.join(CONTRASTIVE_VARIANTS)}, got {loss.contrastive!r}")
+        if loss.contrastive == "none" and not loss.classification:
+            raise ConfigError("loss.contrastive=none with loss.classification=false leaves nothing to train; "
+                              "turn one of them on")
         self.pseudo_anomalies = PseudoAnomalySet(self.config.transforms.pseudo_anomalies)
         t = self.config.transforms
         self.views = LightViews(
@@ -181,7 +188,7 @@ class Cobra(BaseDetector):
         return detector
 
 
-def _as_dict(overrides: dict | list | None) -> dict:
+def _as_dict(overrides: dict | list | str | None) -> dict:
     if overrides is None:
         return {}
     if isinstance(overrides, dict):
