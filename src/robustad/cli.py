@@ -138,7 +138,7 @@ def _attack(args, config=None):
 
 
 def _output_folder(path: str | Path) -> Path:
-    """A folder a command will write into, made and tried before any work starts."""
+    """A folder a command will write into, tried for writing before any work starts."""
     from robustad.methods.checkpoint import writable_folder
 
     return writable_folder(path, "choose another --out")
@@ -549,8 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the attack suite instead of one PGD attack: PGD with restarts, APGD, Square, "
                         "attacks adapted to the score, transfer; worst case per image; plots. Budget: cpu and "
                         "quick attack at --eps (default: the detector preset's evaluation.eps), full at 2, 4, 8 "
-                        "and 16/255 unless --eps or --suite-eps is given. --steps, --restarts and --target do not apply (the "
-                        "suite's attacks target both; full also each alone). "
+                        "and 16/255 unless --eps or --suite-eps is given. --steps, --restarts and --target do "
+                        "not apply (the suite's attacks target both; full also each alone). "
                         "Default --max-test: cpu 200, full 1000, quick 60. cpu takes ~15-20 min on 2 CPU cores "
                         "for 200 test images of 28x28")
     g.add_argument("--suite-eps", metavar="EPS[,EPS...]",

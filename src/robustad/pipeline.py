@@ -65,8 +65,6 @@ def load_data(spec: DataSpec) -> AnomalySplit:
 
             if spec.test_normal_dir or spec.mask_dir:
                 raise DataError("--test-normal-dir and --mask-dir need --abnormal-dir (the anomalous test images)")
-            if spec.max_test is not None:
-                raise DataError("--max-test needs a test set: for --data folder pass --abnormal-dir")
             _check_limit(spec.max_train, "max_train")
             files = list_images(spec.normal_dir)
             if spec.max_train is not None and files:  # a seeded subset, as max_train gives elsewhere
