@@ -15,9 +15,12 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps torchattacks==3.5.1
+	$(BIN)/python -m pip install --quiet --no-compile --no-deps --no-build-isolation -e .
+	@# byte-compile on every core (pip compiles on one: 56 s against 31 s on 2 cores); files that are not
+	@# Python 3.11 (torch's py312 test helpers) fail here as they do under pip, and are skipped the same way
+	-@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1
 	@touch $(STAMP)
 
 demo: env
