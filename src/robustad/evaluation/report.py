@@ -86,10 +86,6 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
 
 
 # --- attack suite and sanity checks ---------------------------------------------------------------
-def _eps_text(eps: float) -> str:
-    return format_eps(eps)
-
-
 def suite_markdown(report: dict[str, Any]) -> str:
     """Markdown for a report dict holding the attack suite's table (and optionally sanity checks)."""
     lines = [f"# robustad report: {report.get('title', 'attack suite')}", ""]
@@ -114,13 +110,13 @@ def suite_markdown(report: dict[str, Any]) -> str:
             if r["attack"] != "worst-case":
                 continue
             winners = ", ".join(f"{k} {v}" for k, v in r.get("winners", {}).items())
-            lines.append(f"| {r['method']} | {r['target']} | {_eps_text(r['eps'])} | {_fmt(clean.get(r['method']))} | "
+            lines.append(f"| {r['method']} | {r['target']} | {format_eps(r['eps'])} | {_fmt(clean.get(r['method']))} | "
                          f"**{_fmt(r['auroc'])}** | {r.get('num_attacks', '?')} | {winners} | {r.get('seconds') or 0:.0f} |")
         lines += ["", "Every attack:", "", "| method | target | eps | attack | AUROC % | seconds |", "|---|---|---|---|---|---|"]
         for r in rows:
             seconds = "" if r.get("seconds") is None else f"{r['seconds']:.1f}"
             attack = f"**{r['attack']}**" if r["attack"] == "worst-case" else r["attack"]
-            lines.append(f"| {r['method']} | {r['target']} | {_eps_text(r['eps'])} | {attack} | {_fmt(r['auroc'])} | {seconds} |")
+            lines.append(f"| {r['method']} | {r['target']} | {format_eps(r['eps'])} | {attack} | {_fmt(r['auroc'])} | {seconds} |")
         skipped = [(r["method"], r["attack"], k, v) for r in rows for k, v in r.get("skipped", {}).items()]
         notes = list(report.get("notes", [])) + [f"{m}, {a}: `{k}` skipped: {v}" for m, a, k, v in dict.fromkeys(
             (m, a, k, v) for m, a, k, v in skipped)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robustad.attacks.base import AttackConfig, ScoreAsLogits, as_logits
+from robustad.attacks.base import AttackConfig, as_logits
 from robustad.attacks.pgd import attack_pgd
 from robustad.errors import ConfigError, InputError
 from robustad.evaluation.metrics import auroc, detection_rates
@@ -43,9 +43,8 @@ class RobustnessResult:
         }
 
 
-def score_as_logits(detector) -> ScoreAsLogits:
-    """Wrap a fitted detector for logit-based attack libraries (robustad.attacks.base.as_logits)."""
-    return as_logits(detector)
+# the name this module has always exported for robustad.attacks.base.as_logits
+score_as_logits = as_logits
 
 
 def check_labels(images, labels) -> torch.Tensor:
@@ -71,7 +70,7 @@ def evaluate_robustness(detector, images: torch.Tensor, labels: torch.Tensor, at
         clean = detector.score(images).cpu()
     seconds_clean = time.perf_counter() - started
     started = time.perf_counter()
-    adversarial = ATTACKS[attack.name](score_as_logits(detector), images, labels, attack)
+    adversarial = ATTACKS[attack.name](as_logits(detector), images, labels, attack)
     seconds_attack = time.perf_counter() - started
     with torch.no_grad():
         attacked = detector.score(adversarial).cpu()
