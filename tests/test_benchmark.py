@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from robustad.benchmark import BenchmarkSuite, Cell, aggregate, benchmark_suite, run_benchmark
 from robustad.benchmark.suites import ALL_METHODS
@@ -177,7 +178,15 @@ def test_cells_in_parallel_processes_match_in_process_results(tmp_path):
     outcome = run_benchmark(suite, tmp_path / "par", log=messages.append, jobs=2)
     assert any(m.startswith("2/2 cells finished in") for m in messages), messages
     assert sorted(outcome["done"]) == ["digits-1-cobra-s0", "digits-1-deep-svdd-s0"], outcome
-    run_benchmark(suite, tmp_path / "seq", log=lambda m: None, in_process=True)
+    # The reference runs at the jobs' thread count: results are reproducible for a given seed and
+    # thread count, and a different count reorders float sums (training drifts on some CPUs).
+    job_threads = json.loads((tmp_path / "par" / "cells" / f"{outcome['done'][0]}.json").read_text())["torch_threads"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job_threads)
+    try:
+        run_benchmark(suite, tmp_path / "seq", log=lambda m: None, in_process=True)
+    finally:
+        torch.set_num_threads(threads)
     for cell in outcome["done"]:
         par = json.loads((tmp_path / "par" / "cells" / f"{cell}.json").read_text())
         seq = json.loads((tmp_path / "seq" / "cells" / f"{cell}.json").read_text())
