@@ -6,7 +6,9 @@
         baseline-width16=adversarial.enabled=false,model.width=16
 
 Each variant is the cpu-small preset with the given overrides, trained on 3,000 images of digit 3
-(seed 0) and saved under --out (a saved variant is loaded, not retrained). Evaluation: 200 test
+(seed 0) and saved under --out (a saved variant is loaded, not retrained). `--channels 3` feeds the
+grey digits as three equal channels, as the reference code does, so that attacks perturb each
+channel on its own. Evaluation: 200 test
 images (100 normal, 100 anomalous, seed 0), PGD-20 on the score itself (random start, step
 2.5 * eps / 20, both targets) at each --eps.
 """
@@ -33,9 +35,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/variants")
     parser.add_argument("--eps", default="8,16,32", help="budgets in 1/255 units")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=1)
     args = parser.parse_args()
-    train = load_split("mnist", [3], max_train=3000, seed=0).train
-    test = load_split("mnist", [3], max_train=3000, max_test=200, seed=0)
+    test = load_split("mnist", [3], max_train=3000, max_test=200, seed=0, channels=args.channels)
+    train = test.train
     x, y = test.test, test.test_labels
     direction = torch.where(y == 0, 1.0, -1.0)  # raise normal scores, lower anomaly scores
     for item in args.variants:

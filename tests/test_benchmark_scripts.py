@@ -54,3 +54,18 @@ def test_gradient_precision_ranks_float32_above_bf16():
     assert set(rows) == set(module.VARIANTS)
     assert rows["float32"]["loss"] == pytest.approx(rows["float32"]["loss_float64"], rel=1e-5)
     assert rows["float32"]["median_relative_error"] < 0.1 < rows["bf16-autocast"]["median_relative_error"]
+
+
+def test_demo_seeds_parses_seed_lists_and_summarises():
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_seeds", ROOT / "benchmarks" / "demo_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.parse_seeds("0-2,5") == [0, 1, 2, 5]
+    assert module.parse_seeds("3") == [3]
+    for bad in ("a", "2-", "-1", "3-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            module.parse_seeds(bad)
+    assert module._stats([1.0, 3.0]) == "2.0 +- 1.4 (min 1.0, max 3.0)"
