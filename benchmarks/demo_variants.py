@@ -8,9 +8,8 @@
 Each variant is the cpu-small preset with the given overrides, trained on 3,000 images of digit 3
 (seed 0) and saved under --out (a saved variant is loaded, not retrained). `--channels 3` feeds the
 grey digits as three equal channels, as the reference code does, so that attacks perturb each
-channel on its own. Evaluation: 200 test
-images (100 normal, 100 anomalous, seed 0), PGD-20 on the score itself (random start, step
-2.5 * eps / 20, both targets) at each --eps.
+channel on its own. Evaluation: 200 test images (100 normal, 100 anomalous, seed 0), PGD-20 on
+the score itself (random start, step 2.5 * eps / 20, both targets) at each --eps.
 """
 
 from __future__ import annotations

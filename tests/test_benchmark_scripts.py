@@ -14,6 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
 
 
+def _script(name: str):
+    """A benchmark script, imported as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_there_are_scripts_to_check():
     assert {p.name for p in SCRIPTS} >= {"demo_variants.py", "train_throughput.py", "texture_pseudo_anomalies.py",
                                          "compare_cells.py"}
@@ -29,26 +39,18 @@ def test_script_imports_and_prints_its_help(script):
 
 
 def test_train_throughput_measures_a_tiny_step():
-    import importlib.util
-
     from robustad.config import CobraConfig
 
-    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("train_throughput")
     config = CobraConfig.from_preset("cpu-small").with_overrides(
         {"model.width": 4, "train.batch_size": 4, "adversarial.steps": 1})
     assert module.measure(config, size=16, channels=1, steps=1) > 0
 
 
 def test_gradient_precision_ranks_float32_above_bf16():
-    import importlib.util
-
     from robustad.config import CobraConfig
 
-    spec = importlib.util.spec_from_file_location("gradient_precision", ROOT / "benchmarks" / "gradient_precision.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("gradient_precision")
     config = CobraConfig.from_preset("cpu-small").with_overrides({"model.width": 8, "train.batch_size": 4})
     rows = {row["variant"]: row for row in module.measure(config, size=16, channels=1)}
     assert set(rows) == set(module.VARIANTS)
@@ -58,11 +60,8 @@ def test_gradient_precision_ranks_float32_above_bf16():
 
 def test_demo_seeds_parses_seed_lists_and_summarises():
     import argparse
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("demo_seeds", ROOT / "benchmarks" / "demo_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("demo_seeds")
     assert module.parse_seeds("0-2,5") == [0, 1, 2, 5]
     assert module.parse_seeds("3") == [3]
     for bad in ("a", "2-", "-1", "3-1"):
