@@ -18,6 +18,7 @@ def test_quick_demo_writes_the_report_and_resumes(tmp_path, capsys):
     assert {"torch", "robustad"} <= set(report["library_versions"]) and report["seed"] == 0
     assert report["timings"]["total"] > 0
     assert report_md.read_text().count("| cobra |") == 2  # 8/255 and the larger budget
+    assert "Note: both detectors come from one training seed" in report_md.read_text()
     assert [a["attack"]["eps"] for a in report["methods"]["cobra"]["attacks"]] == [8 / 255, 32 / 255]
     assert (tmp_path / "histograms.png").is_file()
 

@@ -67,6 +67,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         description = f" {m['description']}." if m.get("description") else ""
         if description or trained:
             lines.append(f"- **{name}**:{description}{trained}")
+    if report.get("notes"):
+        lines += [""] + [f"Note: {note}" for note in report["notes"]]
     if report.get("histograms"):
         lines += ["", f"![score histograms]({report['histograms']})"]
     timings = report.get("timings", {})
