@@ -187,12 +187,41 @@ def test_textures_train_and_evaluate(tmp_path, capsys):
     assert report["methods"]["cobra"]["num_test_anomalies"] == 10
 
 
-def test_preset_follows_the_data_set(tmp_path, capsys):
+def test_preset_follows_the_images_not_the_layout(tmp_path, capsys):
+    """The same 16 px images in MVTec's layout and as folders: the same preset, detector and scores."""
+    import shutil
+
     mvtec(tmp_path / "d")
+    runs = {}
+    assert main(["train", "--data", "mvtec", "--root", str(tmp_path / "d"), "--category", "bottle",
+                 "--out", str(tmp_path / "mv"), "--quiet", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "preset cpu-small" in err and "method cobra (the default for 16 px images" in err
+    runs["mvtec"] = tmp_path / "mv"
+    bottle = tmp_path / "d" / "bottle"
+    shutil.copytree(bottle / "train" / "good", tmp_path / "f" / "good")
+    assert main(["train", "--data", "folder", "--normal-dir", str(tmp_path / "f" / "good"),
+                 "--out", str(tmp_path / "fo"), "--quiet", *TINY]) == 0
+    assert "preset cpu-small" in capsys.readouterr().err
+    runs["folder"] = tmp_path / "fo"
+    metas = {k: json.loads((v / "detector.json").read_text()) for k, v in runs.items()}
+    assert metas["mvtec"]["config"] == metas["folder"]["config"]
+    assert metas["mvtec"]["image_size"] == [SIDE, SIDE]  # never upsampled to a high-res preset's size
+    assert metas["mvtec"]["fit_info"]["train_images_digest"] == metas["folder"]["fit_info"]["train_images_digest"]
+    assert metas["mvtec"]["threshold"] == metas["folder"]["threshold"]
+
+
+def test_large_images_get_the_layouts_high_res_preset_and_say_they_are_resized(tmp_path, capsys):
+    for i in range(10):
+        _png(tmp_path / "d/bottle/train/good" / f"{i:03d}.png", i, side=80)
+    for i in range(2):
+        _png(tmp_path / "d/bottle/test/good" / f"{i:03d}.png", 100 + i, side=80)
+        _png(tmp_path / "d/bottle/test/crack" / f"{i:03d}.png", 200 + i, side=80)
     out = tmp_path / "run"
     assert main(["train", "--data", "mvtec", "--root", str(tmp_path / "d"), "--category", "bottle", "--out", str(out),
-                 "--quiet", *TINY]) == 0
-    assert "preset mvtec-cpu" in capsys.readouterr().err
+                 "--quiet", "--method", "cobra", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "preset mvtec-cpu" in err and "resizes the 80 px images to 64x64" in err
     meta = json.loads((out / "detector.json").read_text())
     assert meta["config"]["transforms"]["pseudo_anomalies"] == ["cutpaste"] and meta["image_size"] == [64, 64]
     assert meta["config"]["evaluation"]["eps"] == pytest.approx(2 / 255)

@@ -17,6 +17,9 @@ __all__ = [
     "Cobra",
     "DeepSVDD",
     "KNNDetector",
+    "PatchCobra",
+    "PixelKNN",
+    "ImageStats",
     "load_detector",
     "RobustADError",
     "DataError",
@@ -32,6 +35,9 @@ _DETECTORS = {
     "Cobra": "robustad.methods.cobra.detector",
     "DeepSVDD": "robustad.methods.deep_svdd",
     "KNNDetector": "robustad.methods.knn",
+    "PatchCobra": "robustad.methods.cobra_patch.detector",
+    "PixelKNN": "robustad.methods.reference",
+    "ImageStats": "robustad.methods.reference",
 }
 
 

@@ -177,51 +177,27 @@ def _deadline(minutes: float | None) -> float | None:
     return None if minutes is None else time.time() + 60 * minutes
 
 
-def _preset(args) -> str:
-    """--preset, or the data set's own preset at --scale (a default by resolution if it has none)."""
-    from robustad.data.registry import preset_for
-
-    if args.preset:
-        return args.preset
-    resolution = args.image_size
-    if args.data == "folder" and resolution is None and args.normal_dir:
-        resolution = _first_image_side(args.normal_dir)
-    return preset_for(args.data, args.scale, resolution)
-
-
-def _first_image_side(folder: str) -> int | None:
-    """The larger side of the first image in a folder (picks a preset); None if there is none."""
-    from PIL import Image
-
-    from robustad.data.folder import list_images
-
-    try:
-        files = list_images(folder)
-        if files:
-            with Image.open(files[0]) as img:
-                return max(img.size)
-    except (RobustADError, OSError):
-        pass  # the loader reports a broken folder properly
-    return None
-
-
 def cmd_train(args) -> int:
-    from robustad.pipeline import load_data, say, train_or_resume
+    from robustad.pipeline import choose_setup, load_data, resize_note, say, train_or_resume
 
     out = _output_folder(args.out)
-    preset = _preset(args)
+    spec = _spec(args)
+    setup = choose_setup(spec, args.scale, args.preset, args.method)
+    preset, method = setup.preset, setup.method
     if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
         args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
     from robustad.methods.catalog import build_detector
 
-    config = build_detector(args.method, preset, args.set).config  # fail on a bad config before loading data
+    config = build_detector(method, preset, args.set).config  # fail on a bad config before loading data
     attack = _attack(args, config) if args.evaluate else None
-    spec = _spec(args)
     if spec.image_size is None and config.image_size is not None:
         spec.image_size = config.image_size  # resize while reading: large photographs never sit in memory
     split = load_data(spec)
     say(split.describe())
     say(f"preset {preset}")
+    for note in [*setup.notes, resize_note(setup, config.image_size)]:
+        if note:
+            say(note)
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     from robustad.methods.checkpoint import META_FILE
@@ -229,7 +205,7 @@ def cmd_train(args) -> int:
 
     finished_before = (out / META_FILE).is_file()
     with training_deadline(_deadline(args.time_limit)):
-        detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=args.method)
+        detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=method)
     info = detector.fit_info_
     seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
     speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""
@@ -238,7 +214,7 @@ def cmd_train(args) -> int:
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
 
-        report = evaluate_detectors({args.method: detector}, split, attack, out / "eval", title=split.describe())
+        report = evaluate_detectors({method: detector}, split, attack, out / "eval", title=split.describe())
         say(f"report: {report}")
     print(out)
     return 0
@@ -510,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a detector on normal images and save it",
-                       description="Train a detector (COBRA unless --method says otherwise) on the normal images of a "
+                       description="Train a detector (chosen by image size unless --method says otherwise) on the normal images of a "
                                    "data set or folder; save it to --out. The data set's own preset is used unless "
                                    "--preset is given. Re-running the same command resumes an interrupted run; a "
                                    "finished detector in --out trained with another config is refused, not "
@@ -518,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
-    p.add_argument("--method", default="cobra", choices=_method_names(), metavar="METHOD",
-                   help="detector: " + ", ".join(_method_names()) + " (default: cobra; baselines and the "
+    p.add_argument("--method", default=None, choices=_method_names(), metavar="METHOD",
+                   help="detector: " + ", ".join(_method_names()) + " (default: chosen by image size: "
+                        "cobra-patch above 32 px, cobra at 32 px and below; baselines, references and the "
                         "paper's ablations train at the preset's budget)")
     p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
                    help="which of the data set's presets: cpu (minutes on a laptop) or paper (the paper's "

@@ -349,6 +349,10 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return value
         if text.startswith("tuple"):
             return tuple(float(v) for v in value)
+        if text.startswith("list[int]"):
+            if isinstance(value, (str, bytes)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise TypeError
+            return [int(v) for v in value]
         if text.startswith("list"):
             if isinstance(value, str):
                 value = [value]

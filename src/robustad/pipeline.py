@@ -49,6 +49,38 @@ class DataSpec:
     mask_dir: str | None = None
 
 
+@dataclass
+class Setup:
+    """What `robustad train` trains when the user has not said: chosen from the images, not the layout."""
+
+    preset: str
+    method: str
+    image_side: int | None  # the larger side of the training images, when it could be read up front
+    notes: list[str] = field(default_factory=list)  # what was chosen for the user, to print
+
+
+def choose_setup(spec: DataSpec, scale: str = "cpu", preset: str | None = None, method: str | None = None) -> Setup:
+    """The preset and method for a data spec: the ones given, else chosen by the images' size."""
+    from robustad.data.registry import probe_image_side, preset_for
+    from robustad.methods.catalog import default_method
+
+    side = spec.image_size or probe_image_side(spec.name, spec.root, spec.category, spec.normal_dir)
+    notes = []
+    if method is None:
+        method = default_method(side)
+        size = f"{side} px images" if side is not None else "images of unknown size"
+        notes.append(f"method {method} (the default for {size}; --method to choose another)")
+    return Setup(preset or preset_for(spec.name, scale, side), method, side, notes)
+
+
+def resize_note(setup: Setup, image_size: int | None) -> str | None:
+    """A line saying that the images will be resized, when the config says so and they differ."""
+    if image_size is None or setup.image_side is None or setup.image_side == image_size:
+        return None
+    return (f"the {setup.preset} preset resizes the {setup.image_side} px images to {image_size}x{image_size} "
+            "(--image-size N to choose the size)")
+
+
 def load_data(spec: DataSpec) -> AnomalySplit:
     from robustad.data.registry import dataset_info, load_dataset
 

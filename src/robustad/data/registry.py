@@ -14,6 +14,7 @@ import importlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import torch
 
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["DATASETS", "DatasetInfo", "check_dataset", "dataset_info", "load_dataset", "preset_for"]
+__all__ = ["DATASETS", "LOW_RES_SIDE", "DatasetInfo", "check_dataset", "dataset_info", "load_dataset", "preset_for",
+           "probe_image_side"]
 
 _FORMATS = "robustad.data.formats."
 
@@ -95,6 +97,9 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
        "robustad train --data folder --normal-dir good --abnormal-dir bad --out runs/mine", 224, "folder"),
     _a("textures", "semi-synthetic: crops of scikit-image's brick/grass/gravel with drawn defects",
        "robustad train --data textures --category brick --out runs/brick", 64, "textures", semi_synthetic=True),
+    _a("surfaces", "semi-synthetic, for validation: crops of scikit-image's cell, tissue and star photographs "
+       "with drawn defects", "robustad train --data surfaces --category cell --out runs/cell", 64, "surfaces",
+       semi_synthetic=True),
 )}
 
 
@@ -113,9 +118,22 @@ def check_dataset(name: str, root: str | os.PathLike[str] | None = None) -> list
     return list(info._attr(info.check)(root))
 
 
+# the field's split between small and large images: test budgets are 8/255 up to this side, 2/255 above
+LOW_RES_SIDE = 32
+# anomaly-format data sets whose presets are only a default for their usual (large) images: for
+# small images in these layouts the preset is chosen by size, as for --data folder
+_LAYOUT_ONLY = ("mvtec", "visa", "dagm", "isic", "folder")
+
+
 def preset_for(name: str, scale: str = "cpu", resolution: int | None = None) -> str:
-    """The preset for a data set at a scale ("cpu" or "paper"): the hand-made one if there is
-    one, else a default chosen by image resolution (<= 64 px: low-res, else high-res)."""
+    """The preset for a data set at a scale ("cpu" or "paper").
+
+    A data set whose content is known (MNIST, CIFAR, the texture sets, ...) has a hand-made preset.
+    For the layouts users fill with their own images (folder, mvtec, visa, dagm, isic) what counts
+    is the images' size (``resolution``, the larger side; see :func:`probe_image_side`): images of
+    at most LOW_RES_SIDE pixels get the low-resolution preset whatever the layout, so that the same
+    images in a folder or in MVTec's layout get the same detector.
+    """
     from robustad.config import list_presets
 
     if scale not in ("cpu", "paper"):
@@ -125,13 +143,46 @@ def preset_for(name: str, scale: str = "cpu", resolution: int | None = None) -> 
         key = dataset_info(name).name
     except DataError:
         key = name
-    if f"{key}-{scale}" in presets:
+    small = resolution is not None and resolution <= LOW_RES_SIDE
+    if f"{key}-{scale}" in presets and not (key in _LAYOUT_ONLY and small):
         return f"{key}-{scale}"
     if resolution is None:
         resolution = DATASETS[key].resolution if key in DATASETS else 224
-    low = resolution <= 64
+    low = resolution <= LOW_RES_SIDE
     return {("cpu", True): "cpu-small", ("cpu", False): "cpu-highres",
             ("paper", True): "paper-lowres", ("paper", False): "paper-highres"}[(scale, low)]
+
+
+def probe_image_side(name: str, root: str | os.PathLike[str] | None = None, category: str | None = None,
+                     normal_dir: str | os.PathLike[str] | None = None) -> int | None:
+    """The larger side of the data set's first training image, read from its header only.
+
+    Known for the built-in sets; read from the first file for folder (``normal_dir``) and MVTec AD
+    (``root``/``category``/train/good); None where it cannot be had cheaply (the caller then
+    assumes the format's usual size).
+    """
+    info = dataset_info(name)
+    folder = None
+    if info.name == "folder":
+        folder = normal_dir
+    elif info.name == "mvtec" and root is not None and category is not None:
+        folder = Path(root) / category / "train" / "good"
+    elif info.name not in _LAYOUT_ONLY + ("cityscapes", "imagenet30"):
+        return info.resolution
+    if folder is None:
+        return None
+    from PIL import Image
+
+    from robustad.data.folder import list_images
+
+    try:
+        files = list_images(folder)
+        if files:
+            with Image.open(files[0]) as img:
+                return max(img.size)
+    except (DataError, OSError, Image.DecompressionBombError):
+        pass  # the loader reports a broken folder properly
+    return None
 
 
 def _class_indices(values: int | str | Iterable[int | str] | None, names: tuple[str, ...], dataset: str) -> list[int]:
@@ -197,15 +248,15 @@ def load_dataset(
             raise DataError(f"{info.name} brings its own anomalies; ood= applies to classification data sets")
         if folder_args and info.name != "folder":
             raise DataError(f"{info.name}: unexpected options {sorted(folder_args)} (they belong to --data folder)")
-        if category is None and info.name not in ("folder", "cityscapes", "textures"):
+        if category is None and info.name not in ("folder", "cityscapes", "textures", "surfaces"):
             problems = check_dataset(info.name, root)
             if problems:
                 raise DatasetNotFoundError(f"{info.name} is not usable from {root}: " + "; ".join(problems)
                                            + f"\nExpected layout:\n{info.layout_text()}")
             cats = info._attr("categories")(root)
             raise DataError(f"{info.name}: name a category (CLI: --category); found: {', '.join(cats) or 'none'}")
-        if category is None and info.name == "textures":
-            category = "brick"
+        if category is None and info.name in ("textures", "surfaces"):
+            category = info._attr("CATEGORIES")[0]
         split = info._attr(info.load)(root, category, image_size=image_size, channels=channels,
                                       max_train=max_train, max_test=max_test, seed=seed, **folder_args)
         return split

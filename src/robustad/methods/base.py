@@ -22,6 +22,8 @@ class NotFittedError(RobustADError):
 class BaseDetector:
     """score(x) -> [N] anomaly scores (higher = more anomalous); predict(x) -> 0/1 at threshold_."""
 
+    name: str = ""  # the method name stored in detector.json
+    config_class: type | None = None  # the dataclass of this detector's settings
     threshold_: float | None = None
     in_channels_: int | None = None
     image_size_: tuple[int, int] | None = None
@@ -79,7 +81,11 @@ class BaseDetector:
 
     @property
     def device(self) -> torch.device:
-        return next(self.scorer.parameters()).device
+        # a scorer may hold buffers only (the reference detectors' training images or statistics)
+        tensor = next(self.scorer.parameters(), None)
+        if tensor is None:
+            tensor = next(self.scorer.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
 
     def _score_batch(self, x: torch.Tensor) -> torch.Tensor:
         if self.scorer.training:  # the score is defined with running BatchNorm statistics, never the batch's

@@ -13,13 +13,24 @@ from typing import Any, Callable
 
 from robustad.errors import ConfigError
 
-__all__ = ["METHODS", "ABLATIONS", "BASELINES", "MethodSpec", "build_detector", "method_spec"]
+__all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "DETECTOR_CLASSES", "MethodSpec", "build_detector",
+           "default_method", "detector_class", "method_spec"]
+
+# detector kind -> (module, class), imported when first needed so that the CLI starts fast
+DETECTOR_CLASSES: dict[str, tuple[str, str]] = {
+    "cobra": ("robustad.methods.cobra.detector", "Cobra"),
+    "cobra-patch": ("robustad.methods.cobra_patch.detector", "PatchCobra"),
+    "deep-svdd": ("robustad.methods.deep_svdd", "DeepSVDD"),
+    "knn": ("robustad.methods.knn", "KNNDetector"),
+    "pixel-knn": ("robustad.methods.reference", "PixelKNN"),
+    "image-stats": ("robustad.methods.reference", "ImageStats"),
+}
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
-    detector: str  # "cobra" | "deep-svdd" | "knn"
+    detector: str  # a key of DETECTOR_CLASSES
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
     paper_name: str | None = None  # the row's name in the paper's tables
@@ -27,11 +38,15 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("cobra", "cobra", "COBRA: L_COBRA + L_CLS, adversarial training", paper_name="COBRA"),
+    MethodSpec("cobra-patch", "cobra-patch", "COBRA-patch: COBRA's positive and opposite pairs between patch "
+               "features of an ImageNet-initialised trunk, adversarially trained; patch-bank score and anomaly maps"),
     MethodSpec("csi", "cobra", "CSI: contrastive learning with shifted instances (L_CL) + shift "
                "prediction, no adversarial training", {"loss.contrastive": "cl", "adversarial.enabled": False},
                paper_name="CSI"),
     MethodSpec("deep-svdd", "deep-svdd", "Deep SVDD: one-class hypersphere, same backbone family"),
     MethodSpec("knn", "knn", "kNN on patch features of a non-robust backbone (PatchCore-style, coreset 10%)"),
+    MethodSpec("pixel-knn", "pixel-knn", "reference: L2 distance to the nearest training image, on the pixels"),
+    MethodSpec("image-stats", "image-stats", "reference: Mahalanobis distance of an image's mean and standard deviation"),
     MethodSpec("cobra-no-at", "cobra", "COBRA's loss without adversarial examples",
                {"adversarial.enabled": False}),
     MethodSpec("at-cl", "cobra", "ablation: adversarially trained L_CL only",
@@ -46,10 +61,23 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                {"loss.contrastive": "none"}, paper_name="L_CLS alone"),
 )}
 BASELINES = ("csi", "deep-svdd", "knn")
+REFERENCES = ("pixel-knn", "image-stats")  # nothing learned: what every learned detector must beat
 ABLATIONS = ("cobra-no-at", "at-cl", "at-supcon", "at-opposite", "at-cobra-no-cls", "at-cls")
 
 # sections of a COBRA config that the other detectors do not have
 _COBRA_ONLY = ("loss.", "adversarial.", "transforms.", "model.projection_dim")
+
+
+def default_method(image_side: int | None) -> str:
+    """The method robustad trains when none is named, chosen by the images' larger side.
+
+    Above the low-resolution limit (32 px: surfaces, parts, tissue), COBRA-patch: measured far ahead
+    of COBRA and of the reference detectors there, clean and under attack (BENCHMARKS.md). At 32 px
+    and below, COBRA, whose whole-image score suits small objects.
+    """
+    from robustad.data.registry import LOW_RES_SIDE
+
+    return "cobra" if image_side is not None and image_side <= LOW_RES_SIDE else "cobra-patch"
 
 
 def method_spec(name: str) -> MethodSpec:
@@ -58,22 +86,33 @@ def method_spec(name: str) -> MethodSpec:
     return METHODS[name]
 
 
+def detector_class(kind: str):
+    """The detector class of a kind (a key of DETECTOR_CLASSES)."""
+    import importlib
+
+    if kind not in DETECTOR_CLASSES:
+        raise ConfigError(f"unknown detector {kind!r}; known: {', '.join(DETECTOR_CLASSES)}")
+    module, name = DETECTOR_CLASSES[kind]
+    return getattr(importlib.import_module(module), name)
+
+
 def _split_overrides(spec: MethodSpec, overrides: dict[str, Any], log: Callable[[str], None] | None):
-    if spec.detector == "cobra":
+    if spec.detector in ("cobra", "cobra-patch"):  # each validates its own keys
         return {**overrides, **spec.overrides}
-    kept = {k: v for k, v in overrides.items() if not k.startswith(_COBRA_ONLY)}
-    dropped = [k for k in overrides if k.startswith(_COBRA_ONLY)]
     if spec.detector == "knn":  # the backbone is a COBRA network: its keys go to the backbone config
         from robustad.methods.knn import KNNConfig
 
         own = set(KNNConfig.__dataclass_fields__)
-        knn = {k: v for k, v in kept.items() if k.split(".")[0] in own}
+        knn = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(_COBRA_ONLY)}
         backbone = {k: v for k, v in overrides.items() if k.split(".")[0] not in own}
         if backbone:
             knn["backbone_overrides"] = backbone
         return knn
+    own = set(detector_class(spec.detector).config_class.__dataclass_fields__)
+    kept = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(_COBRA_ONLY)}
+    dropped = [k for k in overrides if k not in kept]
     if dropped and log is not None:
-        log(f"{spec.name}: ignoring COBRA-only settings {', '.join(dropped)}")
+        log(f"{spec.name}: ignoring settings it does not have: {', '.join(dropped)}")
     return kept
 
 
@@ -84,14 +123,4 @@ def build_detector(method: str, preset: str, overrides: dict | list | None = Non
 
     spec = method_spec(method)
     changes = _split_overrides(spec, _parse_overrides(overrides), log)
-    if spec.detector == "cobra":
-        from robustad.methods.cobra.detector import Cobra
-
-        return Cobra.from_preset(preset, overrides=changes)
-    if spec.detector == "deep-svdd":
-        from robustad.methods.deep_svdd import DeepSVDD
-
-        return DeepSVDD.from_preset(preset, overrides=changes)
-    from robustad.methods.knn import KNNDetector
-
-    return KNNDetector.from_preset(preset, overrides=changes)
+    return detector_class(spec.detector).from_preset(preset, overrides=changes)

@@ -162,6 +162,7 @@ class DeepSVDD(BaseDetector):
     """
 
     name = "deep-svdd"
+    config_class = DeepSVDDConfig
 
     def __init__(self, config: DeepSVDDConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         config = config or DeepSVDDConfig()

@@ -17,7 +17,6 @@ That is the same function and the same (sub)gradient as a min over the whole ban
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from robustad.methods.checkpoint import (
     restore_statistics,
     write_checkpoint,
 )
+from robustad.methods.patch_bank import PatchBankScore, greedy_coreset, patch_grid
 from robustad.methods.training import resolve_device
 from robustad.models.resnet import ResNet18
 
@@ -155,84 +155,23 @@ def stage_features(encoder: ResNet18, x: torch.Tensor, names: list[str]) -> list
     return [out[LAYERS.index(n)] for n in names]
 
 
-def greedy_coreset(points: torch.Tensor, size: int, projection_dim: int = 128, seed: int = 0) -> torch.Tensor:
-    """Indices of `size` points chosen by greedy k-center selection (each pick: the point farthest
-    from those picked so far), on a seeded Gaussian random projection when that is smaller."""
-    m = points.shape[0]
-    if size >= m:
-        return torch.arange(m)
-    generator = torch.Generator().manual_seed(seed)
-    z = points.detach().float()
-    if 0 < projection_dim < z.shape[1]:
-        # Johnson-Lindenstrauss: distances survive the projection closely enough to pick centres
-        proj = torch.randn(z.shape[1], projection_dim, generator=generator).to(z.device) / math.sqrt(projection_dim)
-        z = z @ proj
-    start = int(torch.randint(m, (1,), generator=generator))
-    chosen = torch.empty(size, dtype=torch.long)
-    chosen[0] = start
-    nearest = (z - z[start]).pow(2).sum(dim=1)
-    for i in range(1, size):
-        pick = int(torch.argmax(nearest))
-        chosen[i] = pick
-        nearest = torch.minimum(nearest, (z - z[pick]).pow(2).sum(dim=1))
-    return chosen
-
-
-class KNNScore(nn.Module):
+class KNNScore(PatchBankScore):
     """x [N,C,H,W] -> kNN anomaly score [N] against a bank of training features."""
 
     def __init__(self, encoder: ResNet18, layers: list[str], mode: str, patch_pool: int, k: int,
                  chunk_size: int, bank_dim: int = 0):
-        super().__init__()
+        super().__init__(k, chunk_size, bank_dim)
         self.encoder = encoder
         self.layers = list(layers)
         self.mode = mode
         self.patch_pool = patch_pool
-        self.k = k
-        self.chunk_size = chunk_size
-        self.register_buffer("bank", torch.zeros(0, bank_dim))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Patch mode: [N, P, D] (P = patches on the shallowest stage's grid); image mode: [N, 1, D]."""
         maps = stage_features(self.encoder, x, self.layers)
         if self.mode == "image":
             return torch.cat([F.adaptive_avg_pool2d(m, 1).flatten(1) for m in maps], dim=1).unsqueeze(1)
-        if self.patch_pool > 1:
-            pad = self.patch_pool // 2
-            maps = [F.avg_pool2d(m, self.patch_pool, stride=1, padding=pad, count_include_pad=False) for m in maps]
-        size = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
-        maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                for m in maps]
-        feats = torch.cat(maps, dim=1)
-        return feats.flatten(2).transpose(1, 2)  # [N, H*W, D]
-
-    @torch.no_grad()
-    def nearest(self, queries: torch.Tensor, k: int) -> torch.Tensor:
-        """Indices [Q, k] of the k nearest bank rows, in blocks of chunk_size x chunk_size distances."""
-        bank, c = self.bank, self.chunk_size
-        out = []
-        for qs in range(0, queries.shape[0], c):
-            q = queries[qs : qs + c]
-            best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
-            best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
-            for bs in range(0, bank.shape[0], c):
-                d = torch.cdist(q, bank[bs : bs + c])
-                kk = min(k, d.shape[1])
-                d, i = d.topk(kk, dim=1, largest=False)
-                best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + kk), dim=1, largest=False)
-                best_i = torch.cat([best_i, i + bs], 1).gather(1, order)
-            out.append(best_i)
-        return torch.cat(out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.features(x)  # [N, P, D]
-        n, p, d = feats.shape
-        q = feats.reshape(n * p, d)
-        k = min(self.k, self.bank.shape[0])
-        idx = self.nearest(q.detach(), k)  # [Q, k]
-        # exact distances to the chosen neighbours, with gradients (to q only: the bank is fixed)
-        dist = (q.unsqueeze(1) - self.bank[idx]).norm(dim=2).mean(dim=1)
-        return dist.view(n, p).amax(dim=1)
+        return patch_grid(maps, self.patch_pool)
 
 
 # --- the detector ----------------------------------------------------------------------------------
@@ -244,6 +183,7 @@ class KNNDetector(BaseDetector):
     """
 
     name = "knn"
+    config_class = KNNConfig
 
     def __init__(self, config: KNNConfig | None = None, overrides: dict | list | None = None, backbone=None,
                  *, validate_backbone: bool = True, **kwargs: Any):
@@ -313,18 +253,9 @@ class KNNDetector(BaseDetector):
         self.in_channels_, self.image_size_ = x.shape[1], tuple(x.shape[-2:])
 
         bank_started = time.perf_counter()
-        with torch.no_grad():
-            feats = torch.cat([self.scorer.features(c.to(device)).flatten(0, 1)
-                               for c in train_x.split(self.config.score.batch_size)])
-        cap = self.config.max_candidates
-        if cap is not None and feats.shape[0] > cap:
-            keep = torch.randperm(feats.shape[0], generator=torch.Generator().manual_seed(self.config.seed))[:cap]
-            feats = feats[keep.sort().values.to(feats.device)]
-        size = max(1, int(round(self.config.effective_coreset_fraction() * feats.shape[0])))
-        if self.config.bank_size is not None:
-            size = min(size, self.config.bank_size)
-        chosen = greedy_coreset(feats, size, self.config.projection_dim, self.config.seed)
-        self.scorer.bank = feats[chosen.to(feats.device)].contiguous()
+        c = self.config
+        bank_info = self.scorer.fill_bank(train_x, c.score.batch_size, c.effective_coreset_fraction(), c.bank_size,
+                                          c.max_candidates, c.projection_dim, c.seed)
         bank_seconds = time.perf_counter() - bank_started
 
         calibrate(self, holdout_x, self.config.score.target_fpr)
@@ -332,9 +263,7 @@ class KNNDetector(BaseDetector):
             "num_train": int(train_x.shape[0]),
             "train_images_digest": images_digest(x),
             "num_holdout": int(holdout_x.shape[0]),
-            "num_candidates": int(feats.shape[0]),
-            "num_bank": int(self.scorer.bank.shape[0]),
-            "feature_dim": int(feats.shape[1]),
+            **bank_info,
             "bank_seconds": bank_seconds,
             "fit_seconds": time.perf_counter() - started,
             "backbone_adversarial": bool(self.backbone_config_.adversarial.enabled),

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from robustad.errors import CheckpointError
 from robustad.methods.base import BaseDetector
-from robustad.methods.cobra.detector import Cobra
+from robustad.methods.catalog import DETECTOR_CLASSES
+from robustad.methods.catalog import detector_class as _catalog_class
 from robustad.methods.checkpoint import read_meta
-from robustad.methods.deep_svdd import DeepSVDD
-from robustad.methods.knn import KNNDetector
 
-DETECTORS: dict[str, type[BaseDetector]] = {"cobra": Cobra, "deep-svdd": DeepSVDD, "knn": KNNDetector}
+DETECTORS: dict[str, type[BaseDetector]] = {kind: _catalog_class(kind) for kind in DETECTOR_CLASSES}
 
 
 def detector_class(method: str) -> type[BaseDetector]:

@@ -54,6 +54,9 @@ def training_deadline(deadline: float | None) -> Iterator[None]:
 
 
 class Objective(Protocol):
+    """net: the module trained and checkpointed; step: the loss of one batch. An objective may also
+    have set_progress(fraction), called before every step with step / total steps (e.g. to ramp eps)."""
+
     net: torch.nn.Module
 
     def step(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]: ...
@@ -148,6 +151,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
             x = images[order[i * batch_size : (i + 1) * batch_size]].to(device, non_blocking=True)
+            if hasattr(objective, "set_progress"):
+                objective.set_progress(step / total_steps)
             metrics = training_step(objective, optimizer, x, generator, f"epoch {epoch + 1}, step {i + 1}")
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value

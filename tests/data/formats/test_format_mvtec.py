@@ -114,3 +114,13 @@ def test_empty_training_folder(root):
         f.unlink()
     with pytest.raises(DataError, match=r"no images in .*train/good"):
         mvtec.load(root, "bottle")
+
+
+def test_a_category_without_ground_truth_loads_for_image_level_evaluation(root):
+    import shutil
+
+    shutil.rmtree(root / "bottle" / "ground_truth")
+    assert mvtec.check(root) == []
+    split = mvtec.load(root, "bottle")
+    assert sorted(split.test_labels.tolist()) == [0, 0, 1, 1]
+    assert split.test_masks is None  # no pixel-level ground truth to report against

@@ -24,7 +24,8 @@ LAYOUT = """\
 <root>/<category>/test/good/*.png                       defect-free test images
 <root>/<category>/test/<defect>/*.png                   defective test images, one folder per defect type
 <root>/<category>/ground_truth/<defect>/<stem>_mask.png mask of test/<defect>/<stem>.png (white = defect)
-e.g. <root>/bottle/test/broken_large/000.png has <root>/bottle/ground_truth/broken_large/000_mask.png"""
+e.g. <root>/bottle/test/broken_large/000.png has <root>/bottle/ground_truth/broken_large/000_mask.png
+(a category without ground_truth/ is evaluated at the image level only)"""
 
 PathLike = str | os.PathLike[str]
 
@@ -70,7 +71,7 @@ def _category_problems(cat_dir: Path) -> list[str]:
         problems.append(f"'{test}' has no defect folders besides 'good' (test/<defect>/*.png)")
     missing = [_mask_path(cat_dir, d.name, img) for d in defects for img in _images(d)]
     missing = [m for m in missing if not m.is_file()]
-    if missing:
+    if missing and (cat_dir / "ground_truth").is_dir():  # without ground_truth/ at all: image-level only
         problems.append(f"{len(missing)} defective test image(s) in '{test}' have no mask, e.g. '{missing[0]}' is missing")
     return problems
 
@@ -119,9 +120,13 @@ def load(
             continue
         for img in _images(sub):
             mask = _mask_path(cat_dir, sub.name, img)
+            if not (cat_dir / "ground_truth").is_dir():  # no masks at all: image-level evaluation only
+                items.append(Item(img, 1))
+                continue
             if not mask.is_file():
                 raise DataError(
-                    f"MVTec AD {category}: defective test image '{img}' has no mask; expected '{mask}'."
+                    f"MVTec AD {category}: defective test image '{img}' has no mask; expected '{mask}' "
+                    f"(or remove '{cat_dir / 'ground_truth'}' to evaluate at the image level only)."
                 )
             items.append(Item(img, 1, mask))
     return build_anomaly_split(

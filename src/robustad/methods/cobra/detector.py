@@ -40,6 +40,7 @@ class Cobra(BaseDetector):
     """
 
     name = "cobra"
+    config_class = CobraConfig
 
     def __init__(self, config: CobraConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         config = config or CobraConfig()

@@ -1,0 +1,1 @@
+"""COBRA-patch: COBRA's opposite pairs and adversarial training, applied to local features."""

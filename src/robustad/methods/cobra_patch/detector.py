@@ -1,0 +1,148 @@
+"""The COBRA-patch detector: fit on normal images, score, anomaly maps, predict, save and load.
+
+>>> det = PatchCobra.from_preset("textures-cpu").fit(normal_images)
+>>> det.score(x)            # [N], higher = more anomalous
+>>> det.anomaly_map(x)      # [N, 1, H, W], higher = more anomalous there
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustad.errors import DataError
+from robustad.methods.base import BaseDetector
+from robustad.methods.baseline_common import _parse_overrides, load_normal_images, split_holdout
+from robustad.methods.checkpoint import (
+    calibrate,
+    config_from_meta,
+    detector_meta,
+    load_weights,
+    read_checkpoint,
+    restore_statistics,
+    run_identity,
+    write_checkpoint,
+)
+from robustad.methods.cobra_patch.config import PatchCobraConfig
+from robustad.methods.cobra_patch.objective import PatchObjective
+from robustad.methods.cobra_patch.score import PatchScore, PatchTrunk
+from robustad.methods.training import TrainReport, resolve_device, train
+from robustad.models.pretrained import load_lite0_trunk
+from robustad.transforms.defects import SyntheticDefects
+
+__all__ = ["PatchCobra"]
+
+
+class PatchCobra(BaseDetector):
+    """COBRA's pairs and adversarial training on patch features of an ImageNet-initialised trunk,
+    scored by the distance of each patch to a bank of training patches."""
+
+    name = "cobra-patch"
+    config_class = PatchCobraConfig
+
+    def __init__(self, config: PatchCobraConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
+        config = config or PatchCobraConfig()
+        extra = {k.replace("__", "."): v for k, v in kwargs.items()}  # PatchCobra(train__epochs=2)
+        merged = {**_parse_overrides(overrides), **extra}
+        self.config = config.with_overrides(merged) if merged else config.validate()
+        self.resize_to = self.config.image_size
+        self.score_batch_size = self.config.score.batch_size
+        self.scorer: PatchScore | None = None
+        self.train_report_: TrainReport | None = None
+        self.fit_info_: dict[str, Any] = {}
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: dict | list | None = None, **kwargs: Any) -> "PatchCobra":
+        return cls(PatchCobraConfig.from_preset(name), overrides=overrides, **kwargs)
+
+    def _trunk(self, pretrained: bool) -> PatchTrunk:
+        b = self.config.backbone
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+            torch.manual_seed(self.config.train.seed)
+            trunk = load_lite0_trunk(b.taps, pretrained=pretrained and b.pretrained)
+        return PatchTrunk(trunk, b.input_size, b.patch_pool)
+
+    def _build(self, net: PatchTrunk, in_channels: int, image_size: tuple[int, int], device: torch.device) -> None:
+        s = self.config.score
+        self.scorer = PatchScore(net, s.k, s.chunk_size, s.aggregate, s.map_sigma).to(device).eval()
+        self.in_channels_ = in_channels
+        self.image_size_ = image_size
+
+    def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None) -> "PatchCobra":
+        """Fine-tune the trunk on normal images, fill the patch bank, calibrate the threshold.
+
+        With run_dir, training checkpoints there every train.checkpoint_every epochs and an
+        interrupted call resumes from the last checkpoint.
+        """
+        started = time.perf_counter()
+        c = self.config
+        x = load_normal_images(normal_images, self.resize_to)
+        train_x, holdout_x = split_holdout(x, c.score.holdout_fraction, c.train.seed + 1)
+        if train_x.shape[0] < 2:
+            raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
+        device = resolve_device(c.train.device)
+        net = self._trunk(pretrained=True).to(device).eval()
+        reference = copy.deepcopy(net).requires_grad_(False)
+        with torch.no_grad():  # the unit of feature distances: the starting features' mean squared norm
+            probe = train_x[: c.train.batch_size].to(device)
+            scale = float(reference(probe).pow(2).sum(1).mean().clamp_min(1e-8))
+        objective = PatchObjective(net, reference, SyntheticDefects(c.defects.shapes, c.defects.fills), c.loss,
+                                   c.adversarial, c.defects.flips, scale)
+        identity = run_identity(self.name, c.to_dict(), x)
+        self.train_report_ = train(objective, train_x, c.train, device, checkpoint_dir=Path(run_dir) if run_dir else None,
+                                   run=identity, progress=progress, log=log)
+        net.eval().requires_grad_(False)
+        self._build(net, x.shape[1], tuple(x.shape[-2:]), device)
+        bank_started = time.perf_counter()
+        s = c.score
+        bank_info = self.scorer.fill_bank(train_x, s.batch_size, s.coreset_fraction, s.bank_size, s.max_candidates,
+                                          s.projection_dim, c.train.seed)
+        bank_seconds = time.perf_counter() - bank_started
+        calibrate(self, holdout_x, s.target_fpr)
+        self.fit_info_ = {
+            "num_train": int(train_x.shape[0]),
+            "train_images_digest": identity["images"]["digest"],
+            "num_holdout": int(holdout_x.shape[0]),
+            **bank_info,
+            "feature_scale": scale,
+            "bank_seconds": bank_seconds,
+            "fit_seconds": time.perf_counter() - started,
+            "train_seconds": self.train_report_.seconds,
+            "train_images_per_second": self.train_report_.images_per_second,
+            "history": self.train_report_.history,
+        }
+        return self
+
+    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly maps [N, 1, H, W] at the input's resolution (higher = more anomalous there)."""
+        x = self.prepare(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])
+        with torch.no_grad():
+            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])
+
+    # --- save / load ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """detector.safetensors (fine-tuned trunk, patch bank) and detector.json (config, statistics)."""
+        self._check_fitted()
+        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "PatchCobra":
+        meta, tensors = read_checkpoint(path, cls.name)
+        config = config_from_meta(PatchCobraConfig, meta, path)
+        if device is not None:
+            config.train.device = device
+        detector = cls(config)
+        bank = tensors.get("bank", torch.zeros(0, 0))
+        detector._build(detector._trunk(pretrained=False), int(meta["in_channels"]), tuple(meta["image_size"]),
+                        torch.device("cpu"))
+        detector.scorer.bank = torch.empty_like(bank)
+        load_weights(detector.scorer, tensors, path)
+        detector.scorer.to(resolve_device(config.train.device)).eval()
+        restore_statistics(detector, meta)
+        return detector

@@ -1,0 +1,218 @@
+"""Reference detectors with nothing learned: what every learned detector must beat.
+
+- ``pixel-knn``: the L2 distance from an image to its nearest training image, on the pixels
+  (optionally average-pooled by ``downsample`` first). It is 1-Lipschitz in L2, so an L-inf
+  attack of size eps moves its score by at most eps * sqrt(number of pixels): robust by
+  construction, and often hard to beat under attack on small images.
+- ``image-stats``: the per-channel mean and standard deviation of an image, scored by their
+  Mahalanobis distance to those of the training images. It sees brightness and contrast only.
+
+Both train in seconds, have the API and checkpoint layout of every detector, and are attacked
+like any other (their scores are differentiable).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from robustad.config import CobraConfig, EvaluationConfig
+from robustad.errors import ConfigError, DataError
+from robustad.methods.base import BaseDetector
+from robustad.methods.baseline_common import (
+    BaselineScoreConfig,
+    _check_evaluation,
+    _check_score,
+    _ConfigMixin,
+    _parse_overrides,
+    load_normal_images,
+    split_holdout,
+)
+from robustad.methods.checkpoint import (
+    calibrate,
+    config_from_meta,
+    detector_meta,
+    images_digest,
+    load_weights,
+    read_checkpoint,
+    restore_statistics,
+    write_checkpoint,
+)
+from robustad.methods.training import resolve_device
+
+__all__ = ["ImageStats", "PixelKNN", "ReferenceConfig"]
+
+
+@dataclass
+class ReferenceConfig(_ConfigMixin):
+    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
+    downsample: int = 1  # pixel-knn: average-pool the image by this factor before comparing
+    k: int = 1  # pixel-knn: mean distance to the k nearest training images
+    chunk_size: int = 1024  # pixel-knn: training images compared at once (bounds memory)
+    seed: int = 0  # the hold-out split
+    device: str = "auto"
+    score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def validate(self) -> "ReferenceConfig":
+        if self.downsample < 1:
+            raise ConfigError(f"downsample must be >= 1 (1 = the pixels as they are), got {self.downsample}")
+        if self.k < 1 or self.chunk_size < 1:
+            raise ConfigError(f"k and chunk_size must be >= 1, got {self.k} and {self.chunk_size}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        _check_score(self.score, self.image_size)
+        _check_evaluation(self.evaluation)
+        return self
+
+    @classmethod
+    def from_preset(cls, name: str) -> "ReferenceConfig":
+        """The image size, seed, threshold settings and test budget of a COBRA preset."""
+        cobra = CobraConfig.from_preset(name)
+        return cls(
+            image_size=cobra.image_size,
+            seed=cobra.train.seed,
+            device=cobra.train.device,
+            score=BaselineScoreConfig(cobra.score.holdout_fraction, cobra.score.target_fpr, cobra.score.batch_size),
+            evaluation=cobra.evaluation,
+        ).validate()
+
+
+class PixelDistance(nn.Module):
+    """x -> mean L2 distance to the k nearest training images (after average pooling)."""
+
+    def __init__(self, downsample: int, k: int, chunk_size: int, bank_shape: tuple[int, ...] = (0, 0)):
+        super().__init__()
+        self.downsample, self.k, self.chunk_size = downsample, k, chunk_size
+        self.register_buffer("bank", torch.zeros(bank_shape))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return (F.avg_pool2d(x, self.downsample, ceil_mode=True) if self.downsample > 1 else x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.embed(x)
+        k = min(self.k, self.bank.shape[0])
+        with torch.no_grad():  # find the neighbours without gradients, in blocks of the bank
+            best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
+            best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
+            for start in range(0, self.bank.shape[0], self.chunk_size):
+                d, i = torch.cdist(q.detach(), self.bank[start : start + self.chunk_size]).topk(
+                    min(k, self.bank[start : start + self.chunk_size].shape[0]), dim=1, largest=False)
+                best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + d.shape[1]), dim=1, largest=False)
+                best_i = torch.cat([best_i, i + start], 1).gather(1, order)
+        return (q.unsqueeze(1) - self.bank[best_i]).norm(dim=2).mean(dim=1)  # exact, with gradients
+
+
+class StatsDistance(nn.Module):
+    """x -> Mahalanobis distance of (per-channel mean, per-channel std) to the training images'."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(2 * channels))
+        self.register_buffer("precision", torch.eye(2 * channels))
+
+    @staticmethod
+    def statistics(x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        return torch.cat([flat.mean(dim=2), (flat.var(dim=2, unbiased=False) + 1e-12).sqrt()], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.statistics(x) - self.mean
+        return ((d @ self.precision) * d).sum(dim=1).clamp_min(0).sqrt()
+
+
+class _ReferenceDetector(BaseDetector):
+    """Fit = remember the training images (or their statistics); shared by both reference detectors."""
+
+    config_class = ReferenceConfig
+
+    def __init__(self, config: ReferenceConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
+        config = config or ReferenceConfig()
+        extra = {k.replace("__", "."): v for k, v in kwargs.items()}
+        merged = {**_parse_overrides(overrides), **extra}
+        self.config = config.with_overrides(merged) if merged else config.validate()
+        self.resize_to = self.config.image_size
+        self.score_batch_size = self.config.score.batch_size
+        self.scorer = None
+        self.fit_info_: dict[str, Any] = {}
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: dict | list | None = None, **kwargs: Any):
+        return cls(ReferenceConfig.from_preset(name), overrides=overrides, **kwargs)
+
+    def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _fill(self, train_x: torch.Tensor) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None):
+        """Remember the normal images (nothing is trained) and calibrate the threshold."""
+        started = time.perf_counter()
+        x = load_normal_images(normal_images, self.resize_to)
+        train_x, holdout_x = split_holdout(x, self.config.score.holdout_fraction, self.config.seed + 1)
+        if train_x.shape[0] < 2:
+            raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
+        self.in_channels_, self.image_size_ = x.shape[1], tuple(x.shape[-2:])
+        self.scorer = self._make_scorer(x.shape[1], (0, 0)).to(resolve_device(self.config.device)).eval()
+        self._fill(train_x.to(self.device))
+        calibrate(self, holdout_x, self.config.score.target_fpr)
+        self.fit_info_ = {"num_train": int(train_x.shape[0]), "train_images_digest": images_digest(x),
+                          "num_holdout": int(holdout_x.shape[0]), "fit_seconds": time.perf_counter() - started}
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        self._check_fitted()
+        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None):
+        meta, tensors = read_checkpoint(path, cls.name)
+        config = config_from_meta(ReferenceConfig, meta, path)
+        if device is not None:
+            config.device = device
+        detector = cls(config)
+        bank = tensors.get("bank")
+        detector.scorer = detector._make_scorer(int(meta["in_channels"]), tuple(bank.shape) if bank is not None else (0, 0))
+        load_weights(detector.scorer, tensors, path)
+        detector.scorer.to(resolve_device(config.device)).eval()
+        detector.in_channels_, detector.image_size_ = int(meta["in_channels"]), tuple(meta["image_size"])
+        restore_statistics(detector, meta)
+        return detector
+
+
+class PixelKNN(_ReferenceDetector):
+    """L2 distance to the nearest training image on (optionally average-pooled) pixels."""
+
+    name = "pixel-knn"
+
+    def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
+        c = self.config
+        return PixelDistance(c.downsample, c.k, c.chunk_size, bank_shape)
+
+    def _fill(self, train_x: torch.Tensor) -> None:
+        self.scorer.bank = self.scorer.embed(train_x).contiguous()
+
+
+class ImageStats(_ReferenceDetector):
+    """Mahalanobis distance of an image's per-channel mean and standard deviation."""
+
+    name = "image-stats"
+
+    def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
+        return StatsDistance(channels)
+
+    def _fill(self, train_x: torch.Tensor) -> None:
+        stats = StatsDistance.statistics(train_x).double()
+        covariance = torch.cov(stats.T).reshape(stats.shape[1], stats.shape[1])
+        # a small ridge keeps a constant statistic (a flat channel) from making the inverse blow up
+        ridge = 1e-6 + 1e-3 * covariance.diagonal().mean()
+        precision = torch.linalg.inv(covariance + ridge * torch.eye(stats.shape[1], dtype=torch.float64))
+        self.scorer.mean = stats.mean(dim=0).float()
+        self.scorer.precision = precision.float()
