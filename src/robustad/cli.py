@@ -53,6 +53,16 @@ def _classes(text: str) -> list[int | str]:
     return out
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, e.g. 0.2; got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
@@ -178,6 +188,7 @@ def _deadline(minutes: float | None) -> float | None:
 
 
 def cmd_train(args) -> int:
+    from robustad.methods.checkpoint import calibration_summary
     from robustad.pipeline import choose_setup, load_data, resize_note, say, train_or_resume
 
     out = _output_folder(args.out)
@@ -186,6 +197,8 @@ def cmd_train(args) -> int:
     preset, method = setup.preset, setup.method
     if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
         args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
+    if args.holdout is not None:
+        args.set = [f"score.holdout_fraction={args.holdout}", *args.set]
     from robustad.methods.catalog import build_detector
 
     config = build_detector(method, preset, args.set).config  # fail on a bad config before loading data
@@ -211,6 +224,7 @@ def cmd_train(args) -> int:
     speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""
     say(f"{'loaded; it was trained' if finished_before else 'trained'} in {seconds:.0f} s{speed}; "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
+    say(calibration_summary(detector))
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
 
@@ -498,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector: " + ", ".join(_method_names()) + " (default: chosen by image size: "
                         "cobra-patch above 32 px, cobra at 32 px and below; baselines, references and the "
                         "paper's ablations train at the preset's budget)")
+    p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
+                   help="share of the normal images held out to set the threshold (default: the preset's, 0.1); "
+                        "train reports the false-positive interval this gives and warns when it is too few")
     p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
                    help="which of the data set's presets: cpu (minutes on a laptop) or paper (the paper's "
                         "settings, for a GPU) (default: cpu)")
@@ -572,7 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Suites: cpu-quick (<30 min on 2 cores: MNIST digit 3, every method, a short "
                                    "budget), cpu-full (MNIST and Fashion-MNIST all classes + textures: hours), "
                                    "paper (paper-scale presets, GPU).")
-    p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper"])
+    p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper", "validation"],
+                   help="cpu-quick (MNIST digit 3, every method, < 30 min), cpu-full (MNIST, Fashion-MNIST, textures; "
+                        "hours), paper (GPU), validation (textures, surfaces and Fashion-MNIST over three seeds, "
+                        "COBRA-patch and COBRA next to the reference detectors)")
     p.add_argument("--out", help="folder for cells/, runs/ and the tables (default: runs/benchmark/SUITE)")
     p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")
     p.add_argument("--datasets", type=_csv_list, help="only these data sets of the suite")

@@ -53,3 +53,15 @@ def test_reference_settings_are_checked():
         PixelKNN(overrides={"downsample": 0})
     with pytest.raises(ConfigError, match="unknown config key"):
         PixelKNN(overrides={"train.epochs": 2})
+
+
+def test_adaptive_attacks_cover_the_references(digits_split):
+    from robustad.attacks.adaptive import attack_adaptive
+
+    split = digits_split
+    pixel = PixelKNN(overrides=NO_HOLDOUT).fit(split.train)
+    result = attack_adaptive(pixel, split.test, split.test_labels, 0.2, steps=5)
+    assert {"score", "knn-soft:0.01", "knn-soft:0.05"} <= set(result.variants)  # pixel kNN is a kNN score
+    stats = ImageStats(overrides=NO_HOLDOUT).fit(split.train)
+    result = attack_adaptive(stats, split.test, split.test_labels, 0.2, steps=5)
+    assert set(result.variants) == {"score"} and "smooth by construction" in result.skipped["lse:0.02"]

@@ -160,9 +160,14 @@ def is_knn_score_detector(detector) -> bool:
         hasattr(scorer, a) for a in ("features", "nearest", "bank", "k", "mode"))
 
 
+def is_smooth_score_detector(detector) -> bool:
+    """A detector whose score is smooth by construction (scorer.smooth): plain PGD is its adaptive attack."""
+    return bool(getattr(getattr(detector, "scorer", None), "smooth", False))
+
+
 def unsupported_reason(detector) -> str | None:
     """Why no adaptive variant can run on this detector; None when some can."""
-    if is_shift_score_detector(detector) or is_knn_score_detector(detector):
+    if is_shift_score_detector(detector) or is_knn_score_detector(detector) or is_smooth_score_detector(detector):
         return None
     return ("its score is neither COBRA's shift score nor a kNN feature-bank score, so it has no smooth "
             "stand-in to attack (plain PGD already attacks its score as it is)")
@@ -214,6 +219,10 @@ def _plan(detector, variants: tuple[str, ...], knn_variants: tuple[str, ...]) ->
     for v in variants:
         parse_variant(v)  # a misspelt name fails for every detector
     skipped: dict[str, str] = {}
+    if is_smooth_score_detector(detector):  # no max, min or randomness to smooth away
+        for v in variants:
+            skipped[v] = "the score is smooth by construction: plain PGD on it (score) is the adaptive attack"
+        return [PLAIN], skipped
     if is_shift_score_detector(detector):
         runs = []
         for v in variants:

@@ -7,7 +7,7 @@ from typing import Any
 
 from robustad.errors import ConfigError
 from robustad.evaluation.suite import AttackSpec, SuiteConfig
-from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS
+from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS, REFERENCES
 
 ALL_METHODS = ("cobra", *BASELINES, *ABLATIONS)
 
@@ -114,7 +114,21 @@ def _suites() -> dict[str, BenchmarkSuite]:
         sweep_steps=20,
         description="The paper-scale presets (ResNet-18 width 64, 100 epochs): for a GPU.",
     )
-    return {s.name: s for s in (quick, full, paper)}
+    validation = BenchmarkSuite(
+        name="validation", scale="cpu",
+        datasets={"textures": ["brick", "grass", "gravel"], "surfaces": ["cell", "tissue", "stars"],
+                  "fashion-mnist": ["0", "3", "7"]},
+        methods=("cobra-patch", "cobra", *REFERENCES), seeds=(0, 1, 2), max_train=500, max_test=200,
+        attacks=(AttackSpec("pgd", steps=50, restarts=2, schedule="cosine"), AttackSpec("apgd", steps=50),
+                 AttackSpec("square", queries=400),
+                 AttackSpec("adaptive", steps=20, variants=("lse:0.02", "similarity", "shift", "eot"),
+                            eot_samples=2, schedule="cosine")),
+        description="Data the detectors were not developed on, next to the reference detectors: the semi-synthetic "
+                    "textures and surfaces (64 px, 2/255) and three Fashion-MNIST classes (28 px, 8/255), 500 "
+                    "training images, 200 test images, three seeds; worst case of PGD-50x2, APGD-50, Square-400 "
+                    "and the adaptive attacks. Hours on a CPU; resumable.",
+    )
+    return {s.name: s for s in (quick, full, paper, validation)}
 
 
 BENCHMARK_SUITES = tuple(_suites())

@@ -63,6 +63,17 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.1f}"
 
 
+def _mean_sd(cells: list[dict], key: str) -> str:
+    """Mean over the cells, and with several seeds the spread of the per-seed means: "91.2 ± 1.3"."""
+    text = _pct(statistics.mean(c[key] for c in cells))
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for c in cells:
+        by_seed[c.get("seed", 0)].append(c[key])
+    if len(by_seed) > 1:
+        text += f" ± {100 * statistics.stdev(statistics.mean(v) for v in by_seed.values()):.1f}"
+    return text
+
+
 def _order(methods) -> list[str]:
     known = list(METHODS)
     return sorted(set(methods), key=lambda m: known.index(m) if m in known else len(known))
@@ -120,20 +131,19 @@ def aggregate(out: str | Path) -> Path | None:
         eps = sorted({c["eps_255"] for c in rows})
         classes = sorted({c["normal"] for c in rows}, key=_sort_key)
         lines += [f"## {dataset} (eps {', '.join(f'{e:g}/255' for e in eps)}; {len(classes)} class(es))", ""]
-        head = ("| method | classes | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | peak RSS MB "
-                "| masking checks | paper clean / PGD-1000 |")
-        lines += [head, "|" + "---|" * 10]
+        head = ("| method | classes | seeds | clean | attacked | sweep (eps/255: AUROC) | train s | score ms/img | "
+                "peak RSS MB | masking checks | paper clean / PGD-1000 |")
+        lines += [head, "|" + "---|" * 11]
         for method in _order(c["method"] for c in rows):
             mine = [c for c in rows if c["method"] == method]
-            clean = statistics.mean(c["auroc_clean"] for c in mine)
-            attacked = statistics.mean(c["auroc_attack"] for c in mine)
             sweep_keys = sorted({k for c in mine for k in c.get("eps_sweep", {})}, key=lambda k: float(k.split("/")[0]))
             sweep = ", ".join(
                 f"{k.split('/')[0]}: {_pct(statistics.mean(c['eps_sweep'][k] for c in mine if k in c['eps_sweep']))}"
                 for k in sweep_keys)
             paper = PAPER.get((dataset, method))
             lines.append(
-                f"| {method} | {len({c['normal'] for c in mine})} | {_pct(clean)} | {_pct(attacked)} | {sweep} | "
+                f"| {method} | {len({c['normal'] for c in mine})} | {len({c.get('seed', 0) for c in mine})} | "
+                f"{_mean_sd(mine, 'auroc_clean')} | {_mean_sd(mine, 'auroc_attack')} | {sweep} | "
                 f"{statistics.mean(c['train_seconds'] for c in mine):.0f} | "
                 f"{statistics.mean(c['score_ms_per_image'] for c in mine):.2f} | "
                 f"{max(c['peak_rss_mb'] for c in mine):.0f} | {', '.join(_failed_checks(mine)) or 'pass'} | "
@@ -148,13 +158,18 @@ def aggregate(out: str | Path) -> Path | None:
                       "mix them, and compare only within one machine (the per-class table marks which ran where).",
                       ""]
         if len(classes) > 1:
-            lines += ["Per class, clean / attacked:", "",
+            several = len({c.get("seed", 0) for c in rows}) > 1
+            lines += [f"Per class, clean / attacked{' (mean over seeds)' if several else ''}:", "",
                       "| method | " + " | ".join(classes) + " |", "|" + "---|" * (len(classes) + 1)]
             for method in _order(c["method"] for c in rows):
-                cellmap = {c["normal"]: c for c in rows if c["method"] == method}
+                cellmap: dict[str, list[dict]] = defaultdict(list)
+                for c in rows:
+                    if c["method"] == method:
+                        cellmap[c["normal"]].append(c)
                 lines.append(f"| {method} | " + " | ".join(
-                    f"{_pct(cellmap[k]['auroc_clean'])} / {_pct(cellmap[k]['auroc_attack'])}"
-                    f"{marks[_machine(cellmap[k])]}" if k in cellmap else ""
+                    f"{_pct(statistics.mean(c['auroc_clean'] for c in cellmap[k]))} / "
+                    f"{_pct(statistics.mean(c['auroc_attack'] for c in cellmap[k]))}"
+                    f"{''.join(sorted({marks[_machine(c)] for c in cellmap[k]}))}" if k in cellmap else ""
                     for k in classes) + " |")
             lines.append("")
             legend = [f"- {mark} ran on {machine}" for machine, mark in marks.items() if mark]
@@ -179,7 +194,7 @@ def _plot(cells: list[dict], path: Path) -> None:
             mine = [c for c in rows if c["method"] == method]
             x = statistics.mean(c["auroc_clean"] for c in mine)
             y = statistics.mean(c["auroc_attack"] for c in mine)
-            ax.scatter([100 * x], [100 * y], s=40, label=method, marker="o" if method == "cobra" else "x")
+            ax.scatter([100 * x], [100 * y], s=40, label=method, marker="o" if method.startswith("cobra") else "x")
         ax.plot([0, 100], [0, 100], color="grey", lw=0.5, ls="--")
         ax.set(xlim=(0, 100), ylim=(0, 100), xlabel="clean AUROC %", ylabel="attacked AUROC % (worst case)",
                title=dataset)

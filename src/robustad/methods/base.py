@@ -25,6 +25,7 @@ class BaseDetector:
     name: str = ""  # the method name stored in detector.json
     config_class: type | None = None  # the dataclass of this detector's settings
     threshold_: float | None = None
+    calibration_: dict | None = None  # how the threshold was set (robustad.methods.checkpoint.calibrate)
     in_channels_: int | None = None
     image_size_: tuple[int, int] | None = None
     resize_to: int | None = None

@@ -34,6 +34,7 @@ from robustad.methods.baseline_common import (
     load_normal_images,
     split_holdout,
 )
+from robustad.methods.patch_bank import PatchBankScore
 from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
@@ -84,33 +85,27 @@ class ReferenceConfig(_ConfigMixin):
         ).validate()
 
 
-class PixelDistance(nn.Module):
-    """x -> mean L2 distance to the k nearest training images (after average pooling)."""
+class PixelDistance(PatchBankScore):
+    """x -> mean L2 distance to the k nearest training images (after average pooling).
 
-    def __init__(self, downsample: int, k: int, chunk_size: int, bank_shape: tuple[int, ...] = (0, 0)):
-        super().__init__()
-        self.downsample, self.k, self.chunk_size = downsample, k, chunk_size
-        self.register_buffer("bank", torch.zeros(bank_shape))
+    A patch bank whose one "patch" is the whole image, so the kNN attacks of the suite cover it.
+    """
+
+    def __init__(self, downsample: int, k: int, chunk_size: int, bank_dim: int = 0):
+        super().__init__(k, chunk_size, bank_dim)
+        self.downsample = downsample
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return (F.avg_pool2d(x, self.downsample, ceil_mode=True) if self.downsample > 1 else x).flatten(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = self.embed(x)
-        k = min(self.k, self.bank.shape[0])
-        with torch.no_grad():  # find the neighbours without gradients, in blocks of the bank
-            best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
-            best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
-            for start in range(0, self.bank.shape[0], self.chunk_size):
-                d, i = torch.cdist(q.detach(), self.bank[start : start + self.chunk_size]).topk(
-                    min(k, self.bank[start : start + self.chunk_size].shape[0]), dim=1, largest=False)
-                best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + d.shape[1]), dim=1, largest=False)
-                best_i = torch.cat([best_i, i + start], 1).gather(1, order)
-        return (q.unsqueeze(1) - self.bank[best_i]).norm(dim=2).mean(dim=1)  # exact, with gradients
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x).unsqueeze(1)
 
 
 class StatsDistance(nn.Module):
     """x -> Mahalanobis distance of (per-channel mean, per-channel std) to the training images'."""
+
+    smooth = True  # differentiable everywhere: plain PGD on it is already the adaptive attack
 
     def __init__(self, channels: int):
         super().__init__()
@@ -180,6 +175,8 @@ class _ReferenceDetector(BaseDetector):
         detector = cls(config)
         bank = tensors.get("bank")
         detector.scorer = detector._make_scorer(int(meta["in_channels"]), tuple(bank.shape) if bank is not None else (0, 0))
+        if bank is not None and hasattr(detector.scorer, "bank"):
+            detector.scorer.bank = torch.empty_like(bank)  # the bank's size comes from the file
         load_weights(detector.scorer, tensors, path)
         detector.scorer.to(resolve_device(config.device)).eval()
         detector.in_channels_, detector.image_size_ = int(meta["in_channels"]), tuple(meta["image_size"])
@@ -194,7 +191,7 @@ class PixelKNN(_ReferenceDetector):
 
     def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
         c = self.config
-        return PixelDistance(c.downsample, c.k, c.chunk_size, bank_shape)
+        return PixelDistance(c.downsample, c.k, c.chunk_size, bank_shape[1] if len(bank_shape) == 2 else 0)
 
     def _fill(self, train_x: torch.Tensor) -> None:
         self.scorer.bank = self.scorer.embed(train_x).contiguous()
