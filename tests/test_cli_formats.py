@@ -270,3 +270,36 @@ def test_train_other_methods_and_evaluate_them(method, tmp_path):
     assert method in report["methods"]
     assert main(["evaluate", "--detector", str(out), "--data", "digits", "--normal-class", "0", "--max-test", "20",
                  "--steps", "1", "--out", str(tmp_path / "ev")]) == 0
+
+
+PATCH_TINY = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=8",
+              "--set", "adversarial.steps=1", "--set", "score.bank_size=300"]
+
+
+def test_default_detector_on_textures_reports_anomaly_maps(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "textures", "--category", "brick", "--max-train", "30", "--max-test", "12",
+            "--out", str(out), "--quiet", "--evaluate", "--steps", "2", *PATCH_TINY]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "method cobra-patch (the default for 64 px images" in err and "false positives on new normal images" in err
+    report = json.loads((out / "eval" / "report.json").read_text())
+    maps = report["methods"]["cobra-patch"]["maps"]
+    assert 0.5 < maps["pixel_auroc_clean"] <= 1 and 0 <= maps["pixel_auroc_attack"] <= 1
+    assert (out / "eval" / maps["figure"]).stat().st_size > 10_000
+    assert "pixel AUROC clean" in (out / "eval" / "report.md").read_text()
+
+
+def test_mvtec_without_masks_reports_at_the_image_level(tmp_path, capsys):
+    for i in range(10):
+        _png(tmp_path / "d/bottle/train/good" / f"{i:03d}.png", i, side=40)
+    for i in range(3):
+        _png(tmp_path / "d/bottle/test/good" / f"{i:03d}.png", 100 + i, side=40)
+        _png(tmp_path / "d/bottle/test/crack" / f"{i:03d}.png", 200 + i, side=40)
+    out = tmp_path / "run"
+    assert main(["train", "--data", "mvtec", "--root", str(tmp_path / "d"), "--category", "bottle", "--out", str(out),
+                 "--quiet", "--evaluate", "--steps", "1", *PATCH_TINY]) == 0
+    report = (out / "eval" / "report.md").read_text()
+    assert "no defect masks: evaluated at the image level only" in report
+    assert "pixel AUROC clean" not in report
+    assert (out / "eval" / "maps_cobra-patch.png").is_file()

@@ -227,16 +227,60 @@ def evaluate_detectors(
         }
     out.mkdir(parents=True, exist_ok=True)
     histograms = plot_score_histograms(results, out / "histograms.png")
+    maps = _evaluate_maps(detectors, split, attack, out, log)
+    for name, summary in maps.get("methods", {}).items():
+        methods[name]["maps"] = summary
     report = {
         "title": title,
         "data": {"description": split.describe(train=trained_on_split), "name": split.name, "normal_classes": list(split.normal_classes)},
         "methods": methods,
         "histograms": histograms.name,
         "library_versions": library_versions(),
+        **({"maps": {k: v for k, v in maps.items() if k != "methods"}} if maps else {}),
         **(extra or {}),
     }
     write_report(out, report)
     return out / "report.md"
+
+
+# the map attack's steps: pixel metrics need a map per step, so it runs fewer than the image-level PGD
+MAP_ATTACK_STEPS = 20
+
+
+def _evaluate_maps(detectors: dict[str, Any], split: AnomalySplit, attack: AttackConfig, out: Path,
+                   log: Callable[[str], None]) -> dict[str, Any]:
+    """Pixel AUROC / PRO clean and under the map attack for detectors with maps, and maps_<name>.png.
+
+    Returns {} when no detector draws maps; says so in the result when the test set has no masks.
+    """
+    from robustad.evaluation.maps import evaluate_maps, plot_maps
+
+    with_maps = {n: d for n, d in detectors.items() if hasattr(d, "anomaly_map")}
+    if not with_maps:
+        return {}
+    masks = split.test_masks
+    has_masks = masks is not None and bool(masks[split.test_labels == 1].sum() > 0)
+    result: dict[str, Any] = {"methods": {}}
+    if not has_masks:
+        result["note"] = ("the test set has no defect masks: evaluated at the image level only (no pixel AUROC); "
+                          "the figures show where the detector sees anomalies")
+    anomalous = torch.nonzero(split.test_labels == 1).flatten()[:3]
+    normal = torch.nonzero(split.test_labels == 0).flatten()[:1]
+    shown = torch.cat([anomalous, normal])
+    for name, detector in with_maps.items():
+        attacked = None
+        if has_masks:
+            log(f"evaluating {name}'s anomaly maps: pixel AUROC and PRO, clean and under a map attack "
+                f"(PGD-{MAP_ATTACK_STEPS}, eps {format_eps(attack.eps)})")
+            r = evaluate_maps(detector, split.test, split.test_labels, masks, attack.eps, MAP_ATTACK_STEPS, attack.seed)
+            log(f"  {name}: pixel AUROC clean {100 * r.pixel_auroc_clean:.1f}%, under the map attack "
+                f"{100 * r.pixel_auroc_attack:.1f}%; PRO {100 * r.pro_clean:.1f}% / {100 * r.pro_attack:.1f}%")
+            result["methods"][name] = r.summary()
+            attacked = r.attacked[shown]
+        figure = plot_maps(detector, split.test[shown], masks[shown] if has_masks else None, attacked,
+                           out / f"maps_{name}.png", title=f"{name}: anomaly maps (white outline: the true defect)")
+        result["methods"].setdefault(name, {})["figure"] = figure.name
+    return result
 
 
 DEMO_DIGIT = 3

@@ -67,6 +67,19 @@ def markdown_report(report: dict[str, Any]) -> str:
         description = f" {m['description']}." if m.get("description") else ""
         if description or trained:
             lines.append(f"- **{name}**:{description}{trained}")
+    with_maps = {n: m["maps"] for n, m in report["methods"].items() if m.get("maps")}
+    if with_maps:
+        lines += ["", "Anomaly maps (pixel level; the map attack pushes the map up on normal images and down on "
+                  "the defects, at the image-level attack's eps):", ""]
+        if any("pixel_auroc_clean" in m for m in with_maps.values()):
+            lines += ["| method | pixel AUROC clean | pixel AUROC attacked | PRO clean | PRO attacked |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {n} | {_fmt(m['pixel_auroc_clean'])} | {_fmt(m['pixel_auroc_attack'])} | "
+                      f"{_fmt(m['pro_clean'])} | {_fmt(m['pro_attack'])} |" for n, m in with_maps.items()
+                      if "pixel_auroc_clean" in m]
+        if (report.get("maps") or {}).get("note"):
+            lines += ["", f"Note: {report['maps']['note']}"]
+        lines += [""] + [f"![{n} anomaly maps]({m['figure']})" for n, m in with_maps.items() if m.get("figure")]
     if report.get("notes"):
         lines += [""] + [f"Note: {note}" for note in report["notes"]]
     if report.get("histograms"):
