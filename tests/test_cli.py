@@ -9,7 +9,9 @@ from robustad.cli import main
 from robustad.data.datasets import load_split
 from robustad.data.folder import save_image
 
-TINY_SET = ["--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
+# COBRA, named: these tests are about the command line around COBRA's settings (small images
+# default to the COBRA + pixel-kNN ensemble, tested in test_cli_formats.py and tests/methods)
+TINY_SET = ["--method", "cobra", "--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
             "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=16", "--set", "adversarial.steps=1"]
 
 

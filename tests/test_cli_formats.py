@@ -10,9 +10,10 @@ from PIL import Image
 
 from robustad.cli import main
 
-TINY = ["--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
-        "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=8", "--set", "adversarial.steps=1",
-        "--set", "score.batch_size=32"]
+TINY_SETTINGS = ["--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
+                 "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=8", "--set", "adversarial.steps=1",
+                 "--set", "score.batch_size=32"]
+TINY = ["--method", "cobra", *TINY_SETTINGS]  # the formats' tests are about reading files, with COBRA named
 SIDE = 16
 
 
@@ -194,14 +195,14 @@ def test_preset_follows_the_images_not_the_layout(tmp_path, capsys):
     mvtec(tmp_path / "d")
     runs = {}
     assert main(["train", "--data", "mvtec", "--root", str(tmp_path / "d"), "--category", "bottle",
-                 "--out", str(tmp_path / "mv"), "--quiet", *TINY]) == 0
+                 "--out", str(tmp_path / "mv"), "--quiet", "--holdout", "0.2", *TINY_SETTINGS]) == 0
     err = capsys.readouterr().err
-    assert "preset cpu-small" in err and "method cobra (the default for 16 px images" in err
+    assert "preset cpu-small" in err and "method cobra-ensemble (the default for 16 px images" in err
     runs["mvtec"] = tmp_path / "mv"
     bottle = tmp_path / "d" / "bottle"
     shutil.copytree(bottle / "train" / "good", tmp_path / "f" / "good")
     assert main(["train", "--data", "folder", "--normal-dir", str(tmp_path / "f" / "good"),
-                 "--out", str(tmp_path / "fo"), "--quiet", *TINY]) == 0
+                 "--out", str(tmp_path / "fo"), "--quiet", "--holdout", "0.2", *TINY_SETTINGS]) == 0
     assert "preset cpu-small" in capsys.readouterr().err
     runs["folder"] = tmp_path / "fo"
     metas = {k: json.loads((v / "detector.json").read_text()) for k, v in runs.items()}
@@ -219,7 +220,7 @@ def test_large_images_get_the_layouts_high_res_preset_and_say_they_are_resized(t
         _png(tmp_path / "d/bottle/test/crack" / f"{i:03d}.png", 200 + i, side=80)
     out = tmp_path / "run"
     assert main(["train", "--data", "mvtec", "--root", str(tmp_path / "d"), "--category", "bottle", "--out", str(out),
-                 "--quiet", "--method", "cobra", *TINY]) == 0
+                 "--quiet", *TINY]) == 0
     err = capsys.readouterr().err
     assert "preset mvtec-cpu" in err and "resizes the 80 px images to 64x64" in err
     meta = json.loads((out / "detector.json").read_text())
@@ -258,11 +259,11 @@ def test_format_errors_are_clear(argv, match, tmp_path, capsys):
     assert match in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("method", ["csi", "deep-svdd", "knn", "at-cls"])
+@pytest.mark.parametrize("method", ["csi", "deep-svdd", "knn", "at-cls", "pixel-knn", "image-stats", "cobra-ensemble"])
 def test_train_other_methods_and_evaluate_them(method, tmp_path):
     out = tmp_path / method
     argv = ["train", "--data", "digits", "--normal-class", "0", "--method", method, "--out", str(out), "--quiet",
-            "--max-test", "30", "--evaluate", "--steps", "1", *TINY]
+            "--max-test", "30", "--evaluate", "--steps", "1", *TINY_SETTINGS]
     assert main(argv) == 0
     meta = json.loads((out / "detector.json").read_text())
     assert meta["method"] == {"csi": "cobra", "at-cls": "cobra"}.get(method, method)

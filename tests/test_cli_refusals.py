@@ -14,7 +14,7 @@ from robustad.data.folder import save_image
 from robustad.errors import CheckpointError, ConfigError, InputError
 from robustad.methods.registry import load_detector
 
-TINY_SET = ["--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
+TINY_SET = ["--method", "cobra", "--set", "model.width=4", "--set", "model.projection_dim=16", "--set", "train.epochs=1",
             "--set", "train.steps_per_epoch=2", "--set", "train.batch_size=16", "--set", "adversarial.steps=1"]
 # /proc takes no new folders, even from root; CI and this machine run Linux
 UNWRITABLE = "/proc/robustad-no-such-folder"

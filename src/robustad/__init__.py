@@ -18,6 +18,7 @@ __all__ = [
     "DeepSVDD",
     "KNNDetector",
     "PatchCobra",
+    "Ensemble",
     "PixelKNN",
     "ImageStats",
     "load_detector",
@@ -36,6 +37,7 @@ _DETECTORS = {
     "DeepSVDD": "robustad.methods.deep_svdd",
     "KNNDetector": "robustad.methods.knn",
     "PatchCobra": "robustad.methods.cobra_patch.detector",
+    "Ensemble": "robustad.methods.ensemble",
     "PixelKNN": "robustad.methods.reference",
     "ImageStats": "robustad.methods.reference",
 }

@@ -33,5 +33,5 @@ def test_known_data_sets_keep_their_presets_and_sizes():
 
 
 def test_default_method_by_size():
-    assert default_method(28) == "cobra" and default_method(LOW_RES_SIDE) == "cobra"
+    assert default_method(28) == "cobra-ensemble" and default_method(LOW_RES_SIDE) == "cobra-ensemble"
     assert default_method(64) == "cobra-patch" and default_method(None) == "cobra-patch"

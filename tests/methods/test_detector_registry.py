@@ -23,10 +23,10 @@ def baselines(digits_split):
 
 
 def test_every_method_is_registered_under_its_own_name():
-    assert set(DETECTORS) == {"cobra", "cobra-patch", "deep-svdd", "knn", "pixel-knn", "image-stats"}
+    assert set(DETECTORS) == {"cobra", "cobra-patch", "cobra-ensemble", "deep-svdd", "knn", "pixel-knn", "image-stats"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
     assert detector_class("knn") is KNNDetector
-    with pytest.raises(CheckpointError, match="known methods: cobra, cobra-patch, deep-svdd, knn, pixel-knn"):
+    with pytest.raises(CheckpointError, match="known methods: cobra, cobra-patch, cobra-ensemble, deep-svdd, knn, pixel-knn"):
         detector_class("patchcore")
 
 
@@ -55,7 +55,7 @@ def test_load_detector_errors(baselines, tmp_path):
     meta_path = tmp_path / "det" / "detector.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "method": "patchcore"}))
-    with pytest.raises(CheckpointError, match="'patchcore'.*known methods: cobra, cobra-patch, deep-svdd, knn"):
+    with pytest.raises(CheckpointError, match="'patchcore'.*known methods: cobra, cobra-patch, cobra-ensemble, deep-svdd, knn"):
         load_detector(tmp_path / "det")
     meta_path.write_text(json.dumps({**meta, "kind": "something-else"}))
     with pytest.raises(CheckpointError, match="does not describe a robustad detector"):

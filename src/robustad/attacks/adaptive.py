@@ -45,7 +45,7 @@ from robustad.attacks.base import attack_gain, detector_device, keep_worst
 from robustad.attacks.pgd import attack_score, perturb_targets, pgd_maximize
 from robustad.errors import ConfigError
 
-VARIANTS = ("lse", "similarity", "shift", "eot", "knn-soft", "score")
+VARIANTS = ("lse", "similarity", "shift", "eot", "knn-soft", "score", "member")
 COBRA_VARIANTS = ("lse", "similarity", "shift", "eot")
 KNN_VARIANTS = ("knn-soft",)
 # what the COBRA names become for a kNN detector: two temperatures of the smooth score
@@ -165,9 +165,28 @@ def is_smooth_score_detector(detector) -> bool:
     return bool(getattr(getattr(detector, "scorer", None), "smooth", False))
 
 
+def is_ensemble_detector(detector) -> bool:
+    """A detector whose score sums standardised member scores (robustad.methods.ensemble.EnsembleScore)."""
+    scorer = getattr(detector, "scorer", None)
+    return isinstance(scorer, torch.nn.Module) and all(hasattr(scorer, a) for a in ("members", "member_terms",
+                                                                                     "center", "scale"))
+
+
+def _member_view(scorer: torch.nn.Module):
+    """A stand-in detector for one member scorer, so the family checks above apply to it."""
+
+    class _Member:
+        pass
+
+    member = _Member()
+    member.scorer = scorer
+    return member
+
+
 def unsupported_reason(detector) -> str | None:
     """Why no adaptive variant can run on this detector; None when some can."""
-    if is_shift_score_detector(detector) or is_knn_score_detector(detector) or is_smooth_score_detector(detector):
+    if (is_shift_score_detector(detector) or is_knn_score_detector(detector) or is_smooth_score_detector(detector)
+            or is_ensemble_detector(detector)):
         return None
     return ("its score is neither COBRA's shift score nor a kNN feature-bank score, so it has no smooth "
             "stand-in to attack (plain PGD already attacks its score as it is)")
@@ -184,7 +203,12 @@ def parse_variant(name: str) -> tuple[str, float | None]:
     """(kind, temperature) of a variant name: lse:T, similarity, shift, eot, knn-soft:T[:K], score."""
     kind, _, arg = name.partition(":")
     if kind not in VARIANTS:
-        raise ConfigError(f"unknown adaptive variant {name!r}; use lse:T, similarity, shift, eot, knn-soft:T or score")
+        raise ConfigError(f"unknown adaptive variant {name!r}; use lse:T, similarity, shift, eot, knn-soft:T, member:I "
+                          "or score")
+    if kind == "member":
+        if not arg.isdigit():
+            raise ConfigError(f"member needs the index of an ensemble member, e.g. member:0; got {name!r}")
+        return kind, float(arg)
     if kind in ("lse", "knn-soft"):
         temp, _, neighbours = arg.partition(":") if kind == "knn-soft" else (arg, "", "")
         try:
@@ -219,6 +243,24 @@ def _plan(detector, variants: tuple[str, ...], knn_variants: tuple[str, ...]) ->
     for v in variants:
         parse_variant(v)  # a misspelt name fails for every detector
     skipped: dict[str, str] = {}
+    if is_ensemble_detector(detector):
+        # the whole sum (score), each member's term alone, and the sum with each member smoothed
+        members = [_member_view(m) for m in detector.scorer.members]
+        has_shift = any(is_shift_score_detector(m) for m in members)
+        runs = [PLAIN] + [f"member:{i}" for i in range(len(members))]
+        for v in variants:
+            kind = parse_variant(v)[0]
+            if kind in ("lse", "knn-soft") or (kind in ("similarity", "shift") and has_shift):
+                if v not in runs:
+                    runs.append(v)
+            elif kind in ("similarity", "shift"):
+                skipped[v] = "no member has COBRA's shift score"
+            elif kind == "eot":
+                skipped[v] = ("expectation over the members' random views is not run on ensembles; their "
+                              "members in robustad's presets draw nothing at random at 32 px and below (rotations)")
+            elif v not in runs:
+                runs.append(v)
+        return runs, skipped
     if is_smooth_score_detector(detector):  # no max, min or randomness to smooth away
         for v in variants:
             skipped[v] = "the score is smooth by construction: plain PGD on it (score) is the adaptive attack"
@@ -313,13 +355,15 @@ def attack_adaptive(
                 detector, images, labels, eps, target, steps=steps, restarts=restarts, schedule=schedule,
                 step_size=step_size, seed=seed, batch_size=batch_size)
             continue
-        if kind == "shift" and not bool((scorer.shift_weight != 0).any()):
+        if is_ensemble_detector(detector):
+            gain = _ensemble_gain(detector, kind, temperature, name)
+        elif kind == "shift" and not bool((scorer.shift_weight != 0).any()):
             result.skipped[name] = "the score does not use the shift head (shift weights are 0)"
             continue
-        if kind == "eot" and not score_depends_on_seed(detector, images):
+        elif kind == "eot" and not score_depends_on_seed(detector, images):
             result.skipped[name] = "the score draws nothing at random (views = 0, fixed pseudo-anomalies): EOT = PGD"
             continue
-        if kind == "knn-soft":
+        elif kind == "knn-soft":
             gain = _knn_gain(detector, temperature, _parse_neighbours(name))
         else:
             gain = _surrogate_gain(detector, kind, temperature, eot_samples, seed)
@@ -337,6 +381,35 @@ def attack_adaptive(
                 keep_worst(best, best_gain, x_adv, real_gain(x_adv, labels).cpu())
         result.images = best
     return result
+
+
+def _ensemble_gain(detector, kind: str, temperature: float | None, name: str):
+    """Gain on an ensemble: one member's term alone (member:I), or the sum with every member smoothed
+    the way its own family is (lse:T: COBRA members with a log-sum-exp bank maximum at T, kNN members
+    with knn-soft at T scaled to their relative temperatures; similarity/shift: COBRA members' terms)."""
+    scorer = detector.scorer
+    knn_temperature = {"lse": 0.05, "knn-soft": temperature}.get(kind)
+
+    def member_score(i: int, x: torch.Tensor) -> torch.Tensor:
+        member = scorer.members[i]
+        view = _member_view(member)
+        if is_shift_score_detector(view) and kind in ("lse", "similarity", "shift"):
+            terms = kind if kind in ("similarity", "shift") else "both"
+            return cobra_surrogate(member, x, temperature if kind == "lse" else None, terms)
+        if is_knn_score_detector(view) and knn_temperature is not None:
+            return knn_surrogate(member, x, knn_temperature, _parse_neighbours(name) if kind == "knn-soft" else KNN_NEIGHBOURS)
+        return member(x)
+
+    def gain(x, y):
+        x = detector.prepare(x)
+        if kind == "member":
+            i = int(temperature)
+            total = (member_score(i, x) - scorer.center[i]) / scorer.scale[i]
+        else:
+            total = sum((member_score(i, x) - scorer.center[i]) / scorer.scale[i] for i in range(len(scorer.members)))
+        return attack_gain(total, y)
+
+    return gain
 
 
 def _knn_gain(detector, temperature: float, neighbours: int):

@@ -118,7 +118,7 @@ def _suites() -> dict[str, BenchmarkSuite]:
         name="validation", scale="cpu",
         datasets={"textures": ["brick", "grass", "gravel"], "surfaces": ["cell", "tissue", "stars"],
                   "fashion-mnist": ["0", "3", "7"]},
-        methods=("cobra-patch", "cobra", *REFERENCES), seeds=(0, 1, 2), max_train=500, max_test=200,
+        methods=("cobra-patch", "cobra-ensemble", "cobra", *REFERENCES), seeds=(0, 1, 2), max_train=500, max_test=200,
         attacks=(AttackSpec("pgd", steps=50, restarts=2, schedule="cosine"), AttackSpec("apgd", steps=50),
                  AttackSpec("square", queries=400),
                  AttackSpec("adaptive", steps=20, variants=("lse:0.02", "similarity", "shift", "eot"),

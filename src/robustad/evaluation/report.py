@@ -59,7 +59,8 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines.append("")
     for name, m in report["methods"].items():
         speed = m.get("train_images_per_second")
-        trained = f" Trained in {m['train_seconds']:.0f} s ({speed:.1f} normal images/s)." if m.get("train_seconds") else ""
+        rate = f" ({speed:.1f} normal images/s)" if speed else ""
+        trained = f" Trained in {m['train_seconds']:.0f} s{rate}." if m.get("train_seconds") else ""
         fit = m.get("fit_info", {})
         if fit.get("num_train") is not None:  # the detector's own training set, which a report may not show
             held = f" (and {fit['num_holdout']} more held out for the threshold)" if fit.get("num_holdout") else ""
