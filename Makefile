@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   create the environment, fetch MNIST, train COBRA + a non-robust baseline, evaluate, report
+#   make demo   create the environment, train the default detector, its non-robust twin and the pixel kNN on
+#               brick surfaces, attack them, map the defects, report
 #   make test   create the environment and run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv

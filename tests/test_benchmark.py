@@ -354,3 +354,30 @@ def test_runners_sharing_a_folder_never_run_a_cell_twice(tmp_path):
     release_cell(tmp_path, live)
     (cells_dir / f"{live.id}.running").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}))
     assert claim_cell(tmp_path, live) == f"process 1 on {host}-elsewhere"
+
+
+def test_benchmark_on_your_own_folders_runs_the_default_cobra_and_the_references(tmp_path, capsys):
+    """`robustad benchmark --data folder ...`: the methods come from the images' size, results per method."""
+    from robustad.data.datasets import load_split
+    from robustad.data.folder import save_image
+
+    split = load_split("digits", [0], max_test=40, seed=0)
+    for i, image in enumerate(split.train[:60]):
+        save_image(image, tmp_path / "good" / f"{i}.png")
+    for i, image in enumerate(split.test[split.test_labels == 1][:12]):
+        save_image(image, tmp_path / "bad" / f"{i}.png")
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--data", "folder", "--normal-dir", str(tmp_path / "good"), "--abnormal-dir",
+            str(tmp_path / "bad"), "--out", str(out), "--dry-run"]
+    assert main(argv) == 0
+    plan = capsys.readouterr().out
+    for method in ("cobra-ensemble", "cobra", "pixel-knn", "image-stats"):  # 8 px images: the small-image default
+        assert f"folder-good-{method}-s0: to run" in plan
+    assert main([*argv[:-1], "--methods", "pixel-knn,image-stats", "--max-test", "20", "--in-process"]) == 0
+    cells = {p.stem: json.loads(p.read_text()) for p in (out / "cells").glob("*.json")}
+    assert set(cells) == {"folder-good-pixel-knn-s0", "folder-good-image-stats-s0"}
+    assert all(0 <= c["auroc_attack"] <= c["auroc_clean"] + 0.02 for c in cells.values())
+    assert "## folder" in (out / "results.md").read_text()
+    assert main(["benchmark", "--data", "folder", "--normal-dir", str(tmp_path / "good"), "--out", str(out)]) == 2
+    assert "needs --normal-dir" in capsys.readouterr().err
+    assert main(["benchmark", "--suite", "validation", "--data", "folder", "--out", str(out)]) == 2

@@ -25,3 +25,22 @@ def test_quick_demo_writes_the_report_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     run_demo(tmp_path, progress=False, quick=True, dataset="digits")
     assert capsys.readouterr().err.count("loading it instead") == 2
+
+
+def test_quick_surface_demo_has_the_default_detector_its_twin_the_pixel_knn_and_maps(tmp_path, capsys):
+    from robustad.pipeline import run_surface_demo
+
+    report_md = run_surface_demo(tmp_path, progress=False, quick=True)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["methods"]) == ["cobra-patch", "twin", "pixel-knn"]
+    assert report["methods"]["cobra-patch"]["config"]["adversarial"]["enabled"] is True
+    assert report["methods"]["twin"]["config"]["adversarial"]["enabled"] is False
+    for name in ("cobra-patch", "twin"):
+        maps = report["methods"][name]["maps"]
+        assert 0 <= maps["pixel_auroc_attack"] <= 1 and (tmp_path / maps["figure"]).is_file()
+    assert [a["attack"]["eps"] for a in report["methods"]["pixel-knn"]["attacks"]] == [2 / 255, 8 / 255]
+    text = report_md.read_text()
+    assert "pixel AUROC clean" in text and "Note: one training seed on one texture" in text
+    capsys.readouterr()
+    run_surface_demo(tmp_path, progress=False, quick=True)
+    assert capsys.readouterr().err.count("loading it instead") == 3

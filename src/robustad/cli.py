@@ -351,10 +351,16 @@ def _write_csv(out, rows: list[list]) -> None:
 
 
 def cmd_demo(args) -> int:
-    from robustad.pipeline import run_demo
+    from robustad.pipeline import run_demo, run_surface_demo
 
-    report = run_demo(_output_folder(args.out), progress=not args.quiet, quick=args.quick)
-    print(f"\nreport: {report}\n        {report.with_name('report.json')}\n        {report.with_name('histograms.png')}")
+    out = _output_folder(args.out)
+    if args.kind == "digits":
+        report = run_demo(out, progress=not args.quiet, quick=args.quick)
+    else:
+        report = run_surface_demo(out, progress=not args.quiet, quick=args.quick)
+    figures = sorted(p.name for p in report.parent.glob("*.png"))
+    print(f"\nreport: {report}\n        {report.with_name('report.json')}\n        "
+          + "\n        ".join(str(report.with_name(f)) for f in figures))
     return 0
 
 
@@ -428,14 +434,46 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0 separated by commas, e.g. 0,1,2; got {text!r}") from None
 
 
+def _own_data_suite(args):
+    """`robustad benchmark --data ...`: the default detector for the images' size, COBRA and the references."""
+    from robustad.benchmark.suites import own_data_suite
+    from robustad.data.registry import dataset_info, probe_image_side
+
+    info = dataset_info(args.data)
+    if info.name == "folder":
+        if not args.normal_dir or not args.abnormal_dir:
+            raise RobustADError("--data folder needs --normal-dir (normal training images) and --abnormal-dir "
+                                "(anomalous test images) to benchmark on")
+        data_args = {"normal_dir": args.normal_dir, "abnormal_dirs": args.abnormal_dir,
+                     "normal_test_dir": args.test_normal_dir, "mask_dir": args.mask_dir}
+        classes = [Path(args.normal_dir).name]
+    else:
+        if args.normal_dir or args.abnormal_dir or args.test_normal_dir or args.mask_dir:
+            raise RobustADError("--normal-dir/--abnormal-dir/--test-normal-dir/--mask-dir belong to --data folder")
+        data_args = {"root": args.root}
+        classes = list(args.category or [])
+        if info.kind == "anomaly" and not classes:
+            cats = info._attr("categories")(args.root) if args.root else []
+            if not cats:
+                raise RobustADError(f"name the categories to benchmark with --category (none found under {args.root})")
+            classes = list(cats)
+        if info.kind == "classes" and not classes:
+            raise RobustADError(f"name the normal classes of {info.name} with --category, e.g. --category 0,3")
+    side = probe_image_side(info.name, data_args.get("root"), classes[0], data_args.get("normal_dir"))
+    return own_data_suite(info.name, classes, data_args, side, methods=tuple(args.methods) if args.methods else None)
+
+
 def cmd_benchmark(args) -> int:
     from robustad.benchmark import aggregate, benchmark_suite, run_benchmark
     from robustad.config import _parse_overrides
 
     if args.dry_run and (args.merge_from or args.aggregate_only):
         raise RobustADError("--dry-run runs nothing by itself; drop --merge-from / --aggregate-only to see the plan")
-    suite = benchmark_suite(args.suite)
-    suite = suite.select(methods=args.methods, datasets=args.datasets, classes=args.classes,
+    if (args.suite is None) == (args.data is None):
+        raise RobustADError("name a suite (--suite validation, ...) or your own data (--data folder|mvtec|visa|... "
+                            "with --root or --normal-dir), not both")
+    suite = _own_data_suite(args) if args.data else benchmark_suite(args.suite)
+    suite = suite.select(methods=None if args.data else args.methods, datasets=args.datasets, classes=args.classes,
                          seeds=args.seeds or None)
     if args.set:
         suite.train_overrides = {**suite.train_overrides, **_parse_overrides(args.set)}
@@ -568,10 +606,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("demo", help="MNIST demo: COBRA vs a non-robust twin, clean and under PGD",
-                       description="Fetch MNIST, train COBRA and the same network without adversarial training "
-                                   "on one digit, attack both with PGD-50 at eps 8/255 and PGD-20 at 32/255, and write a "
-                                   "report (report.md, report.json, histograms.png).")
+    p = sub.add_parser("demo", help="surface-inspection demo: the default detector, its non-robust twin and the "
+                                    "raw-pixel kNN, clean and under PGD, with anomaly maps",
+                       description="Train COBRA-patch (robustad's default above 32 px), the same detector without "
+                                   "adversarial training and the raw-pixel kNN on brick crops of the semi-synthetic "
+                                   "textures set; attack each with PGD-50 at 2/255 and PGD-20 at 8/255; measure its "
+                                   "anomaly maps (pixel AUROC, clean and under a map attack) and write a report "
+                                   "(report.md, report.json, histograms.png, maps_*.png). --kind digits runs the "
+                                   "earlier MNIST demo (COBRA vs its twin at 8/255 and 32/255).")
+    p.add_argument("--kind", choices=["surface", "digits"], default="surface",
+                   help="surface (textures, brick; default) or digits (MNIST digit 3, the paper's COBRA)")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo); re-running resumes")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run with tiny settings (for tests)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -589,10 +633,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Suites: cpu-quick (<30 min on 2 cores: MNIST digit 3, every method, a short "
                                    "budget), cpu-full (MNIST and Fashion-MNIST all classes + textures: hours), "
                                    "paper (paper-scale presets, GPU).")
-    p.add_argument("--suite", required=True, choices=["cpu-quick", "cpu-full", "paper", "validation"],
+    p.add_argument("--suite", choices=["cpu-quick", "cpu-full", "paper", "validation"],
                    help="cpu-quick (MNIST digit 3, every method, < 30 min), cpu-full (MNIST, Fashion-MNIST, textures; "
                         "hours), paper (GPU), validation (textures, surfaces and Fashion-MNIST over three seeds, "
                         "COBRA-patch and COBRA next to the reference detectors)")
+    own = p.add_argument_group("your own data (instead of --suite)")
+    own.add_argument("--data", choices=_dataset_names(), metavar="NAME",
+                     help="benchmark on this data set: the default detector for its image size, cobra, pixel-knn "
+                          "and image-stats (or --methods), attacked as in the validation suite")
+    own.add_argument("--root", help="where the data set's files are (mvtec, visa, dagm, ...)")
+    own.add_argument("--category", type=_csv_list, help="categories (or normal classes) to run, e.g. bottle,screw "
+                                                        "(default: every category found under --root)")
+    own.add_argument("--normal-dir", help="--data folder: the normal training images")
+    own.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: anomalous test images "
+                                                                         "(repeatable)")
+    own.add_argument("--test-normal-dir", help="--data folder: normal test images (default: some held out)")
+    own.add_argument("--mask-dir", help="--data folder: defect masks")
     p.add_argument("--out", help="folder for cells/, runs/ and the tables (default: runs/benchmark/SUITE)")
     p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")
     p.add_argument("--datasets", type=_csv_list, help="only these data sets of the suite")

@@ -90,11 +90,10 @@ def release_cell(out: Path, cell: Cell) -> None:
 
 
 def _preset_config(suite: BenchmarkSuite, cell: Cell):
-    from robustad.data.registry import preset_for
     from robustad.methods.catalog import build_detector
 
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
-    return build_detector(cell.method, preset_for(cell.dataset, suite.scale), overrides).config
+    return build_detector(cell.method, suite.preset(cell.dataset, cell.normal), overrides).config
 
 
 def check_suite(suite: BenchmarkSuite) -> None:
@@ -196,31 +195,25 @@ def retire_cell(out: Path, cell: Cell, keep_run: bool = False) -> Path:
     return target
 
 
-def _normal_arg(dataset: str, normal: str) -> dict[str, Any]:
-    from robustad.data.registry import dataset_info
-
-    if dataset_info(dataset).kind == "anomaly":
-        return {"category": normal}
-    return {"normal_classes": [int(normal)] if normal.isdigit() else [normal]}
-
-
 def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], None] = print,
              progress: bool = False) -> dict[str, Any]:
     """Train and evaluate one cell in this process; write and return its result."""
     import torch
 
-    from robustad.data.registry import load_dataset, preset_for
+    from robustad.data.registry import load_dataset
     from robustad.evaluation.suite import WORST, run_suite
     from robustad.methods.checkpoint import library_versions
     from robustad.pipeline import train_or_resume
     from robustad.evaluation.report import write_json
 
     started = time.perf_counter()
-    preset = preset_for(cell.dataset, suite.scale)
+    preset = suite.preset(cell.dataset, cell.normal)
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
     config = _preset_config(suite, cell)
-    split = load_dataset(cell.dataset, root=None, max_train=suite.max_train, max_test=suite.max_test,
-                         seed=cell.seed, image_size=config.image_size, **_normal_arg(cell.dataset, cell.normal))
+    kwargs = suite.data_kwargs(cell.dataset, cell.normal)
+    kwargs.setdefault("root", None)
+    split = load_dataset(cell.dataset, max_train=suite.max_train, max_test=suite.max_test, seed=cell.seed,
+                         image_size=config.image_size, **kwargs)
     log(f"[{cell.id}] {split.describe()}; preset {preset}")
     t = time.perf_counter()
     detector = train_or_resume(preset, overrides, split.train, out / RUNS_DIR / cell.id, progress=progress,

@@ -39,6 +39,32 @@ class BenchmarkSuite:
     sweep_factors: tuple[float, ...] = (0.25, 0.5, 2.0, 4.0)  # PGD sweep at these multiples of eps
     sweep_steps: int = 10
     description: str = ""
+    # extra arguments of robustad.data.registry.load_dataset per data set: where the user's files are
+    # (root; normal_dir, abnormal_dirs, normal_test_dir, mask_dir for folder)
+    data_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def data_kwargs(self, dataset: str, normal: str) -> dict[str, Any]:
+        """load_dataset's arguments for one cell's data: the class/category and where the files are."""
+        from robustad.data.registry import dataset_info
+
+        extra = dict(self.data_args.get(dataset, {}))
+        if dataset_info(dataset).name == "folder":
+            return extra  # a folder is its own one category
+        if dataset_info(dataset).kind == "anomaly":
+            return {**extra, "category": normal}
+        return {**extra, "normal_classes": [int(normal)] if normal.isdigit() else [normal]}
+
+    def image_side(self, dataset: str, normal: str) -> int | None:
+        """The larger side of the cell's training images, read up front (chooses the preset)."""
+        from robustad.data.registry import probe_image_side
+
+        args = self.data_args.get(dataset, {})
+        return probe_image_side(dataset, args.get("root"), normal, args.get("normal_dir"))
+
+    def preset(self, dataset: str, normal: str) -> str:
+        from robustad.data.registry import preset_for
+
+        return preset_for(dataset, self.scale, self.image_side(dataset, normal))
 
     def cells(self) -> list[Cell]:
         return [Cell(d, str(c), m, s) for d, classes in self.datasets.items() for c in classes
@@ -118,17 +144,34 @@ def _suites() -> dict[str, BenchmarkSuite]:
         name="validation", scale="cpu",
         datasets={"textures": ["brick", "grass", "gravel"], "surfaces": ["cell", "tissue", "stars"],
                   "fashion-mnist": ["0", "3", "7"]},
-        methods=("cobra-patch", "cobra-ensemble", "cobra", *REFERENCES), seeds=(0, 1, 2), max_train=500, max_test=200,
+        methods=("cobra-patch", "cobra-ensemble", "cobra", *REFERENCES), seeds=(0, 1, 2), max_train=500, max_test=100,
         attacks=(AttackSpec("pgd", steps=50, restarts=2, schedule="cosine"), AttackSpec("apgd", steps=50),
                  AttackSpec("square", queries=400),
                  AttackSpec("adaptive", steps=20, variants=("lse:0.02", "similarity", "shift", "eot"),
                             eot_samples=2, schedule="cosine")),
         description="Data the detectors were not developed on, next to the reference detectors: the semi-synthetic "
                     "textures and surfaces (64 px, 2/255) and three Fashion-MNIST classes (28 px, 8/255), 500 "
-                    "training images, 200 test images, three seeds; worst case of PGD-50x2, APGD-50, Square-400 "
+                    "training images, 100 test images (half anomalous), three seeds; worst case of PGD-50x2, APGD-50, Square-400 "
                     "and the adaptive attacks. Hours on a CPU; resumable.",
     )
     return {s.name: s for s in (quick, full, paper, validation)}
+
+
+def own_data_suite(dataset: str, classes: list[str], data_args: dict[str, Any], image_side: int | None,
+                   methods: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,)) -> BenchmarkSuite:
+    """A benchmark on the user's own files: the default detector for their image size, COBRA and the
+    reference detectors, attacked as in the validation suite."""
+    from robustad.methods.catalog import default_method
+
+    default = default_method(image_side)
+    chosen = methods or tuple(dict.fromkeys((default, "cobra", *REFERENCES)))
+    validation = _suites()["validation"]
+    return BenchmarkSuite(
+        name="own-data", scale="cpu", datasets={dataset: list(classes)}, methods=tuple(chosen), seeds=tuple(seeds),
+        max_train=None, max_test=200, attacks=validation.attacks, data_args={dataset: data_args},
+        description=f"your {dataset} data ({', '.join(classes)}): {', '.join(chosen)}; worst case of PGD-50x2, "
+                    "APGD-50, Square-400 and the adaptive attacks at the data's budget",
+    )
 
 
 BENCHMARK_SUITES = tuple(_suites())
