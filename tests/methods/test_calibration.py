@@ -1,6 +1,5 @@
 """The threshold's false-positive rate comes with the interval its hold-out set can vouch for."""
 
-import pytest
 import torch
 
 from robustad import PixelKNN, load_detector

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustad.config import CobraConfig, EvaluationConfig, TrainConfig, _parse_overrides
+from robustad.config import CobraConfig, EvaluationConfig, TrainConfig
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
@@ -165,12 +165,7 @@ class DeepSVDD(BaseDetector):
     config_class = DeepSVDDConfig
 
     def __init__(self, config: DeepSVDDConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
-        config = config or DeepSVDDConfig()
-        extra = {k.replace("__", "."): v for k, v in kwargs.items()}  # DeepSVDD(train__epochs=3)
-        merged = {**_parse_overrides(overrides), **extra}
-        self.config = config.with_overrides(merged) if merged else config.validate()
-        self.resize_to = self.config.image_size
-        self.score_batch_size = self.config.score.batch_size
+        self._configure(config, overrides, kwargs)
         self.net: SVDDNet | None = None
         self.scorer: SVDDScore | None = None
         self.score_center_, self.score_scale_ = 0.0, 1.0

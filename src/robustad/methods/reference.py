@@ -30,7 +30,6 @@ from robustad.methods.baseline_common import (
     _check_evaluation,
     _check_score,
     _ConfigMixin,
-    _parse_overrides,
     load_normal_images,
     split_holdout,
 )
@@ -128,12 +127,7 @@ class _ReferenceDetector(BaseDetector):
     config_class = ReferenceConfig
 
     def __init__(self, config: ReferenceConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
-        config = config or ReferenceConfig()
-        extra = {k.replace("__", "."): v for k, v in kwargs.items()}
-        merged = {**_parse_overrides(overrides), **extra}
-        self.config = config.with_overrides(merged) if merged else config.validate()
-        self.resize_to = self.config.image_size
-        self.score_batch_size = self.config.score.batch_size
+        self._configure(config, overrides, kwargs)
         self.scorer = None
         self.fit_info_: dict[str, Any] = {}
 

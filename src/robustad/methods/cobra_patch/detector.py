@@ -16,7 +16,7 @@ import torch
 
 from robustad.errors import DataError
 from robustad.methods.base import BaseDetector
-from robustad.methods.baseline_common import _parse_overrides, load_normal_images, split_holdout
+from robustad.methods.baseline_common import load_normal_images, split_holdout
 from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
@@ -45,12 +45,7 @@ class PatchCobra(BaseDetector):
     config_class = PatchCobraConfig
 
     def __init__(self, config: PatchCobraConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
-        config = config or PatchCobraConfig()
-        extra = {k.replace("__", "."): v for k, v in kwargs.items()}  # PatchCobra(train__epochs=2)
-        merged = {**_parse_overrides(overrides), **extra}
-        self.config = config.with_overrides(merged) if merged else config.validate()
-        self.resize_to = self.config.image_size
-        self.score_batch_size = self.config.score.batch_size
+        self._configure(config, overrides, kwargs)
         self.scorer: PatchScore | None = None
         self.train_report_: TrainReport | None = None
         self.fit_info_: dict[str, Any] = {}
