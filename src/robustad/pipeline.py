@@ -278,7 +278,8 @@ def _evaluate_maps(detectors: dict[str, Any], split: AnomalySplit, attack: Attac
             result["methods"][name] = r.summary()
             attacked = r.attacked[shown]
         figure = plot_maps(detector, split.test[shown], masks[shown] if has_masks else None, attacked,
-                           out / f"maps_{name}.png", title=f"{name}: anomaly maps (white outline: the true defect)")
+                           out / f"maps_{name}.png", title=f"{name}: anomaly maps (white outline: the true defect; "
+                           "flagged: above the detector's threshold)", threshold=detector.threshold_)
         result["methods"].setdefault(name, {})["figure"] = figure.name
     return result
 

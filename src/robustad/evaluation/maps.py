@@ -9,6 +9,7 @@ attacks are on AUROC.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,18 +142,27 @@ def plot_maps(detector, images: torch.Tensor, masks: torch.Tensor | None, attack
         img = img.cpu().permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
 
+    with torch.no_grad():
+        scores = detector.score(images).cpu()
+        adv_scores = detector.score(attacked).cpu() if attacked is not None else None
+
+    def verdict(score: float) -> str:
+        flagged = threshold is not None and math.isfinite(threshold) and score > threshold
+        return f"score {score:.2f}" + (" (flagged)" if flagged else "")
+
     for i in range(len(images)):
-        panels = [(images[i], None, "image"), (images[i], maps[i], "anomaly map")]
+        kind = "test image" if masks is None else "defect" if masks[i].sum() > 0 else "normal"
+        panels = [(images[i], None, f"{kind}, {verdict(float(scores[i]))}"), (images[i], maps[i], "anomaly map")]
         if attacked is not None:
-            panels += [(attacked[i], None, "attacked image"), (attacked[i], adv_maps[i], "its map")]
+            panels += [(attacked[i], None, f"attacked, {verdict(float(adv_scores[i]))}"), (attacked[i], adv_maps[i], "its map")]
         for ax, (img, heat, name) in zip(axes[i], panels):
             show(ax, img)
             if heat is not None:
                 ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=vmin, vmax=vmax)
                 if masks is not None and masks[i].sum() > 0:
                     ax.contour(masks[i, 0].cpu().numpy(), levels=[0.5], colors="white", linewidths=0.8)
-            if i == 0:
-                ax.set_title(name, fontsize=9)
+            if heat is None or i == 0:  # an image's own label on every row; the map columns named once
+                ax.set_title(name, fontsize=8)
             ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
