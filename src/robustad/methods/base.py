@@ -31,6 +31,25 @@ class BaseDetector:
     resize_to: int | None = None
     score_batch_size: int = 256
 
+    # sections of a COBRA config (the keys data-set presets and --set speak in) that a detector
+    # without them ignores; any other unknown key is an error of the detector's own config
+    FOREIGN_SECTIONS = ("loss.", "adversarial.", "transforms.", "model.projection_dim")
+
+    @classmethod
+    def accepted_overrides(cls, overrides: dict, log=None) -> dict:
+        """The part of `overrides` (dotted keys, as --set gives them) this detector takes.
+
+        The default keeps the keys whose section its config has and drops, naming them through `log`,
+        those it does not (COBRA's loss for a reference detector, say). Detectors that validate
+        every key themselves, or route some to a part of them, override this.
+        """
+        own = set(cls.config_class.__dataclass_fields__)
+        kept = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(cls.FOREIGN_SECTIONS)}
+        dropped = [k for k in overrides if k not in kept]
+        if dropped and log is not None:
+            log(f"{cls.name}: ignoring settings it does not have: {', '.join(dropped)}")
+        return kept
+
     def _configure(self, config, overrides, kwargs: dict) -> None:
         """self.config: `config` (default: config_class's defaults) with dotted `overrides` and keyword
         overrides, "__" standing for "." (Detector(train__epochs=2)); validated either way."""

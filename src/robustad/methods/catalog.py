@@ -67,9 +67,6 @@ BASELINES = ("csi", "deep-svdd", "knn")
 REFERENCES = ("pixel-knn", "image-stats")  # nothing learned: what every learned detector must beat
 ABLATIONS = ("cobra-no-at", "at-cl", "at-supcon", "at-opposite", "at-cobra-no-cls", "at-cls")
 
-# sections of a COBRA config that the other detectors do not have
-_COBRA_ONLY = ("loss.", "adversarial.", "transforms.", "model.projection_dim")
-
 
 def default_method(image_side: int | None) -> str:
     """The method robustad trains when none is named, chosen by the images' larger side.
@@ -99,31 +96,12 @@ def detector_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _split_overrides(spec: MethodSpec, overrides: dict[str, Any], log: Callable[[str], None] | None):
-    if spec.detector in ("cobra", "cobra-patch", "cobra-ensemble"):  # each validates its own keys
-        return {**overrides, **spec.overrides}
-    if spec.detector == "knn":  # the backbone is a COBRA network: its keys go to the backbone config
-        from robustad.methods.knn import KNNConfig
-
-        own = set(KNNConfig.__dataclass_fields__)
-        knn = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(_COBRA_ONLY)}
-        backbone = {k: v for k, v in overrides.items() if k.split(".")[0] not in own}
-        if backbone:
-            knn["backbone_overrides"] = backbone
-        return knn
-    own = set(detector_class(spec.detector).config_class.__dataclass_fields__)
-    kept = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(_COBRA_ONLY)}
-    dropped = [k for k in overrides if k not in kept]
-    if dropped and log is not None:
-        log(f"{spec.name}: ignoring settings it does not have: {', '.join(dropped)}")
-    return kept
-
-
 def build_detector(method: str, preset: str, overrides: dict | list | None = None,
                    log: Callable[[str], None] | None = None):
     """An unfitted detector for `method`, configured from `preset` plus `overrides`."""
     from robustad.config import _parse_overrides
 
     spec = method_spec(method)
-    changes = _split_overrides(spec, _parse_overrides(overrides), log)
-    return detector_class(spec.detector).from_preset(preset, overrides=changes)
+    cls = detector_class(spec.detector)
+    changes = cls.accepted_overrides(_parse_overrides(overrides), log)
+    return cls.from_preset(preset, overrides={**changes, **spec.overrides})

@@ -130,6 +130,10 @@ class Ensemble(BaseDetector):
     name = "cobra-ensemble"
     config_class = EnsembleConfig
 
+    @classmethod
+    def accepted_overrides(cls, overrides: dict, log=None) -> dict:
+        return dict(overrides)  # its own keys stay, the rest go to the members, which check them
+
     def __init__(self, config: EnsembleConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         config = config or EnsembleConfig()
         extra = {k.replace("__", "."): v for k, v in kwargs.items()}

@@ -184,6 +184,16 @@ class KNNDetector(BaseDetector):
     name = "knn"
     config_class = KNNConfig
 
+    @classmethod
+    def accepted_overrides(cls, overrides: dict, log=None) -> dict:
+        """Its own keys; the rest configure the COBRA network it trains as a backbone."""
+        own = set(KNNConfig.__dataclass_fields__)
+        knn = {k: v for k, v in overrides.items() if k.split(".")[0] in own and not k.startswith(cls.FOREIGN_SECTIONS)}
+        backbone = {k: v for k, v in overrides.items() if k.split(".")[0] not in own}
+        if backbone:
+            knn["backbone_overrides"] = backbone
+        return knn
+
     def __init__(self, config: KNNConfig | None = None, overrides: dict | list | None = None, backbone=None,
                  *, validate_backbone: bool = True, **kwargs: Any):
         config = config or KNNConfig()

@@ -42,6 +42,10 @@ class Cobra(BaseDetector):
     name = "cobra"
     config_class = CobraConfig
 
+    @classmethod
+    def accepted_overrides(cls, overrides: dict, log=None) -> dict:
+        return dict(overrides)  # a preset's keys are COBRA's own: every one is validated by its config
+
     def __init__(self, config: CobraConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         config = config or CobraConfig()
         # keyword overrides use "__" for nesting: Cobra(train__epochs=3)

@@ -44,6 +44,10 @@ class PatchCobra(BaseDetector):
     name = "cobra-patch"
     config_class = PatchCobraConfig
 
+    @classmethod
+    def accepted_overrides(cls, overrides: dict, log=None) -> dict:
+        return dict(overrides)  # its config validates every key (adversarial.eps, loss.* are its own too)
+
     def __init__(self, config: PatchCobraConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         self._configure(config, overrides, kwargs)
         self.scorer: PatchScore | None = None
