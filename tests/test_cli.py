@@ -127,9 +127,17 @@ def test_score_folder_to_csv(trained, tmp_path):
     out = tmp_path / "scores.csv"
     assert main(["score", "--detector", str(trained), str(tmp_path / "imgs"), "--out", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 6 and set(rows[0]) == {"path", "score", "anomalous"}
+    assert len(rows) == 6 and set(rows[0]) == {"path", "score", "anomalous", "normalized_score"}
     assert all(r["anomalous"] in ("0", "1") for r in rows)
-    float(rows[0]["score"])
+    # the normalised score sits on the same side of 0.5 as the decision, and matches the API's
+    assert all((float(r["normalized_score"]) > 0.5) == (r["anomalous"] == "1") for r in rows)
+    from robustad.data.folder import load_images
+    from robustad.methods.registry import load_detector
+
+    images, files = load_images(tmp_path / "imgs")
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    api = load_detector(trained).normalized_score(images).tolist()
+    assert [float(r["normalized_score"]) for r in rows] == pytest.approx(api, abs=2e-6)
 
 
 def test_score_refuses_to_decide_on_scores_that_are_not_finite(trained, tmp_path, capsys):

@@ -20,6 +20,7 @@ __all__ = [
     "PatchCobra",
     "Ensemble",
     "PixelKNN",
+    "PixelPatchKNN",
     "ImageStats",
     "load_detector",
     "RobustADError",
@@ -39,6 +40,7 @@ _DETECTORS = {
     "PatchCobra": "robustad.methods.cobra_patch.detector",
     "Ensemble": "robustad.methods.ensemble",
     "PixelKNN": "robustad.methods.reference",
+    "PixelPatchKNN": "robustad.methods.reference",
     "ImageStats": "robustad.methods.reference",
 }
 

@@ -1,4 +1,4 @@
-"""Command line: robustad train | evaluate | score | demo | data.
+"""Command line: robustad train | evaluate | score | demo | benchmark | data | doctor.
 
 Thin on purpose: it parses arguments, calls the library, and prints. Problems a user can fix
 come out as one-line errors (exit code 2), not tracebacks.
@@ -328,8 +328,12 @@ def cmd_score(args) -> int:
             f"the detector gave no finite score for {len(broken)} of {len(files)} images (first: {files[broken[0]]}); "
             f"its weights are probably damaged: copy {args.detector} again or re-train it")
     threshold = detector.threshold_
-    rows = [[str(f), f"{s:.6g}", int(s > threshold) if threshold == threshold else ""]
-            for f, s in zip(files, scores.tolist())]
+    calibrated = threshold is not None and threshold == threshold
+    # the normalised score of BaseDetector.normalized_score, from the scores already computed
+    scale = getattr(detector, "score_scale_", 1.0) or 1.0
+    normalized = torch.sigmoid((scores.double() - threshold) / scale).tolist() if calibrated else [None] * len(files)
+    rows = [[str(f), f"{s:.6g}", int(s > threshold) if calibrated else "", f"{n:.6f}" if n is not None else ""]
+            for f, s, n in zip(files, scores.tolist(), normalized)]
     if target is None:
         _write_csv(sys.stdout, rows)
         return 0
@@ -346,7 +350,7 @@ def cmd_score(args) -> int:
 
 def _write_csv(out, rows: list[list]) -> None:
     writer = csv.writer(out)
-    writer.writerow(["path", "score", "anomalous"])
+    writer.writerow(["path", "score", "anomalous", "normalized_score"])
     writer.writerows(rows)
 
 
@@ -504,7 +508,8 @@ def cmd_benchmark(args) -> int:
         cells = suite.cells()
         print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
-                                in_process=args.in_process, jobs=args.jobs, deadline=_deadline(args.time_limit))
+                                in_process=args.in_process, jobs=args.jobs, deadline=_deadline(args.time_limit),
+                                threads_per_cell=max(1, args.thread_choice.threads // args.jobs))
         failed = outcome["failed"]
         unfinished = len(outcome["paused"]) + len(outcome["unstarted"])
         if outcome["busy"]:
@@ -529,6 +534,29 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from robustad.runtime import doctor_report
+
+    print(doctor_report(args.thread_choice, args.torch_default_threads))
+    return 0
+
+
+def _apply_threads(args) -> None:
+    """Pick and set torch's thread count for a command that computes, and say so on stderr."""
+    import torch
+
+    from robustad.runtime import choose_threads, describe_runtime
+
+    choice = choose_threads(args.threads)
+    args.thread_choice, args.torch_default_threads = choice, torch.get_num_threads()
+    torch.set_num_threads(choice.threads)
+    if args.command != "doctor" and not getattr(args, "quiet", False):
+        line = describe_runtime(choice)
+        if args.command == "benchmark" and not args.in_process:
+            line += f"; each of the {args.jobs} cell(s) at a time gets {max(1, choice.threads // args.jobs)}"
+        print(line, file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustad",
@@ -536,8 +564,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"robustad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every command that computes takes --threads; the start-up line says what was chosen
+    runtime = argparse.ArgumentParser(add_help=False)
+    runtime.add_argument("--threads", type=_positive_int, metavar="N",
+                         help="torch threads (default: OMP_NUM_THREADS if set, else the cores left free by the "
+                              "load average; benchmark: shared by its --jobs cells)")
 
-    p = sub.add_parser("train", help="train a detector on normal images and save it",
+    p = sub.add_parser("train", parents=[runtime], help="train a detector on normal images and save it",
                        description="Train a detector (chosen by image size unless --method says otherwise) on the normal images of a "
                                    "data set or folder; save it to --out. The data set's own preset is used unless "
                                    "--preset is given. Re-running the same command resumes an interrupted run; a "
@@ -568,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="clean and attacked AUROC of saved detectors",
+    p = sub.add_parser("evaluate", parents=[runtime], help="clean and attacked AUROC of saved detectors",
                        description="Evaluate one or more saved detectors on a labelled test split: clean AUROC and "
                                    "AUROC under PGD on the anomaly score. Writes report.json, report.md, histograms.png.")
     p.add_argument("--detector", action="append", required=True, metavar="[NAME=]DIR",
@@ -596,9 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "also serve as each other's surrogates")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("score", help="score image files or folders -> CSV (path, score, anomalous)",
+    p = sub.add_parser("score", parents=[runtime], help="score image files or folders -> CSV (path, score, anomalous, normalized_score)",
                        description="Score images with a saved detector. Prints CSV with the anomaly score "
-                                   "(higher = more anomalous) and the decision at the detector's threshold.")
+                                   "(higher = more anomalous), the decision at the detector's threshold and the normalised "
+                                   "score (0 to 1, 0.5 at the threshold: sigmoid((score - threshold) / spread of "
+                                   "the held-out normals' scores)).")
     p.add_argument("--detector", required=True, help="saved detector folder")
     p.add_argument("images", nargs="+", help="image files and/or folders")
     p.add_argument("--out", help="CSV file (default: standard output)")
@@ -606,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("demo", help="surface-inspection demo: the default detector, its non-robust twin and the "
+    p = sub.add_parser("demo", parents=[runtime], help="surface-inspection demo: the default detector, its non-robust twin and the "
                                     "raw-pixel kNN, clean and under PGD, with anomaly maps",
                        description="Train COBRA-patch (robustad's default above 32 px), the same detector without "
                                    "adversarial training and the raw-pixel kNN on brick crops of the semi-synthetic "
@@ -621,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("benchmark", help="COBRA vs baselines and ablations: one JSON per cell, tables, a plot",
+    p = sub.add_parser("benchmark", parents=[runtime], help="COBRA vs baselines and ablations: one JSON per cell, tables, a plot",
                        description="Train and evaluate every cell (data set, class, method, seed) of a suite that "
                                    "has no result yet, each in its own process; then write results.csv, results.md "
                                    "and clean_vs_attacked.png. Re-running resumes: finished cells are skipped, an "
@@ -673,8 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "rather than run past them (checkpoint kept; an evaluation already begun runs to its end); "
                         f"exit code {PAUSED_EXIT_CODE} if cells are left, and the same command goes on")
     p.add_argument("--jobs", type=_positive_int, default=1,
-                   help="cells run at once, each with CPU cores / JOBS torch threads unless OMP_NUM_THREADS is "
-                        "set (default 1; on a 2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster)")
+                   help="cells run at once, each with THREADS / JOBS torch threads (see --threads; default 1; on a "
+                        "2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="list, fetch or check data sets",
@@ -687,13 +722,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="data set name (see `robustad data list`)")
     p.add_argument("--root", help="where the data set lies")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("doctor", parents=[runtime], help="versions, device, threads and data sets this machine has",
+                       description="Print the versions robustad runs with, the device device=auto picks, the torch "
+                                   "thread count a run would take and why, the data cache and which data sets are "
+                                   "ready. Changes nothing.")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_threads = None
     try:
+        if hasattr(args, "threads"):
+            import torch
+
+            previous_threads = torch.get_num_threads()
+            _apply_threads(args)
         return args.func(args)
     except TrainingPaused as paused:
         print(f"paused: {paused}", file=sys.stderr)
@@ -704,6 +751,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        if previous_threads is not None:  # callers that run main() in-process keep their own setting
+            import torch
+
+            torch.set_num_threads(previous_threads)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ TINY_BY_KIND = {
                   "train.steps_per_epoch": 2, "train.warmup_epochs": 0},
     "knn": {**TINY, "train.epochs": 1},  # the backbone's training
     "pixel-knn": {},
+    "pixel-patch-knn": {"bank_size": 2000},
     "image-stats": {},
 }
 SIDE = 16  # digits upsampled from 8 px: large enough for every trunk's strides

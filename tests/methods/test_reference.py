@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from robustad import ImageStats, PixelKNN, load_detector
+import torch.nn.functional as F
+
+from robustad import ImageStats, PixelKNN, PixelPatchKNN, load_detector
+from robustad.errors import InputError
 from robustad.attacks.pgd import attack_score
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
@@ -34,7 +37,47 @@ def test_image_stats_scores_brightness_and_contrast(digits_split):
     assert det.score(x).mean() < det.score(torch.full_like(x, 0.5)).mean()  # so is a flat one
 
 
-@pytest.mark.parametrize("cls", [PixelKNN, ImageStats])
+def _brute_patch_score(x, train, p, s):
+    patches = lambda t: F.unfold(t, p, stride=s).transpose(1, 2)  # noqa: E731
+    bank = patches(train).reshape(-1, train.shape[1] * p * p)
+    q = patches(x)
+    return torch.stack([torch.cdist(qi, bank).min(dim=1).values.max() for qi in q])
+
+
+def test_pixel_patch_knn_is_the_worst_patch_s_distance_to_its_nearest_training_patch(digits_split):
+    train, x = digits_split.train, digits_split.test[:10]
+    det = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2, "bank_size": 10**6}).fit(train)
+    assert torch.allclose(det.score(x), _brute_patch_score(x, train, 4, 2), atol=1e-5)
+    assert torch.allclose(det.score(train[:5]), torch.zeros(5), atol=1e-5)
+    maps = det.anomaly_map(x)
+    assert maps.shape == (10, 1, 8, 8) and torch.isfinite(maps).all()
+
+
+def test_pixel_patch_knn_reaches_the_edges_and_refuses_images_smaller_than_a_patch(digits_split):
+    train = digits_split.train
+    det = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 3, "patch_stride": 2, "bank_size": 10**6}).fit(train)
+    x = digits_split.test[:4].clone()
+    bumped = x.clone()
+    bumped[..., -1, -1] = 1 - bumped[..., -1, -1]  # the bottom-right pixel: not on the stride-2 grid of 8 px
+    distances = lambda t: det.scorer.patch_distances(det.scorer.features(t))  # noqa: E731
+    assert distances(x).shape == (4, 16)  # 8 px, patches of 3 every 2: padded to 9 px, a 4 x 4 grid
+    assert (distances(bumped)[:, -1] != distances(x)[:, -1]).all()
+    small = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 8, "patch_stride": 4})
+    with pytest.raises(InputError, match="smaller than patch_size 8"):
+        small.fit(F.interpolate(train, size=(6, 6)))
+
+
+def test_pixel_patch_knn_moves_at_most_eps_times_root_patch_size_under_attack(digits_split):
+    train, x = digits_split.train, digits_split.test[:20]
+    det = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2}).fit(train)
+    eps = 8 / 255
+    adv = attack_score(det, x, digits_split.test_labels[:20], eps, steps=20)
+    moved = (det.score(adv) - det.score(x)).abs()
+    assert moved.max() > 0.5 * eps  # the attack does move it
+    assert moved.max() <= eps * 4 + 1e-5  # ... within the Lipschitz bound: eps * sqrt(1 * 4 * 4)
+
+
+@pytest.mark.parametrize("cls", [PixelKNN, PixelPatchKNN, ImageStats])
 def test_references_detect_save_load_and_fall_under_attack(cls, digits_split, tmp_path):
     split = digits_split
     det = cls.from_preset("cpu-small").fit(split.train)
@@ -53,6 +96,10 @@ def test_reference_settings_are_checked():
         PixelKNN(overrides={"downsample": 0})
     with pytest.raises(ConfigError, match="unknown config key"):
         PixelKNN(overrides={"train.epochs": 2})
+    with pytest.raises(ConfigError, match="patch_stride"):
+        PixelPatchKNN(overrides={"patch_size": 4, "patch_stride": 5})
+    with pytest.raises(ConfigError, match="bank_size"):
+        PixelPatchKNN(overrides={"bank_size": 0})
 
 
 def test_adaptive_attacks_cover_the_references(digits_split):

@@ -304,7 +304,7 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
 
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
                   in_process: bool = False, progress: bool = False, jobs: int = 1,
-                  deadline: float | None = None) -> dict[str, Any]:
+                  deadline: float | None = None, threads_per_cell: int | None = None) -> dict[str, Any]:
     """Run every cell without a current result file; return {done, skipped, failed, busy, paused, unstarted}.
 
     A result measured otherwise than the suite would measure it now is stale: trained with another
@@ -314,7 +314,8 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
 
     Each cell runs in its own process; `jobs` of them at a time, each with its share of the CPU
     cores as torch threads (OMP_NUM_THREADS, unless the caller set it): on a small CPU, two
-    one-thread cells finish sooner than two two-thread cells one after the other.
+    one-thread cells finish sooner than two two-thread cells one after the other. threads_per_cell
+    overrides that share (the CLI passes the free cores divided by jobs).
 
     With a deadline (Unix time), no cell starts after it, and a cell's training stops at an epoch
     boundary rather than run past it (paused: its checkpoint resumes next time). A cell whose
@@ -381,7 +382,9 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                 release_cell(out, cell)
     else:
         env = {**os.environ}
-        if jobs > 1 and "OMP_NUM_THREADS" not in env:
+        if threads_per_cell is not None:
+            env["OMP_NUM_THREADS"] = str(threads_per_cell)
+        elif jobs > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
         running: dict[subprocess.Popen, Cell] = {}
         started = time.perf_counter()

@@ -29,7 +29,7 @@ def _item_image(item: Any) -> Any:
     return item[0] if isinstance(item, tuple | list) else item
 
 
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
+def as_tensor(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
     if isinstance(x, np.ndarray):
@@ -51,7 +51,7 @@ def _stack_items(items: Sequence[Any] | Dataset, name: str) -> torch.Tensor:
     n = len(items)  # type: ignore[arg-type]
     if n == 0:
         raise InputError(f"{name} is empty; pass at least one image.")
-    tensors = [_as_tensor(_item_image(items[i]), f"{name}[{i}]") for i in range(n)]
+    tensors = [as_tensor(_item_image(items[i]), f"{name}[{i}]") for i in range(n)]
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
         raise InputError(
@@ -120,7 +120,7 @@ def to_image_tensor(x: ImageBatch, name: str = "images") -> torch.Tensor:
     input may be returned without a copy, sharing memory with ``x``.
     """
     if isinstance(x, torch.Tensor | np.ndarray):
-        t = _as_tensor(x, name)
+        t = as_tensor(x, name)
     elif isinstance(x, Dataset | Sequence) and not isinstance(x, str | bytes):
         t = _stack_items(x, name)
     else:

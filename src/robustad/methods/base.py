@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from robustad.data.arrays import as_tensor
 from robustad.errors import InputError, RobustADError
 
 
@@ -30,6 +31,8 @@ class BaseDetector:
     image_size_: tuple[int, int] | None = None
     resize_to: int | None = None
     score_batch_size: int = 256
+    decision_scores_: np.ndarray | None = None  # PyOD: scores of the images given to fit_predict
+    labels_: np.ndarray | None = None  # PyOD: their 0/1 labels at threshold_
 
     # sections of a COBRA config (the keys data-set presets and --set speak in) that a detector
     # without them ignores; any other unknown key is an error of the detector's own config
@@ -66,11 +69,19 @@ class BaseDetector:
         if self.in_channels_ is None:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() or load() first")
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate a float batch [N,C,H,W] in [0,1] and bring it to the trained size and device."""
+    def prepare(self, x) -> torch.Tensor:
+        """Validate a batch [N,C,H,W] and bring it to float in [0,1], the trained size and the device.
+
+        Takes a tensor or a NumPy array, float in [0,1] or uint8 (divided by 255), as fit does.
+        """
         self._check_fitted()
+        if isinstance(x, np.ndarray):
+            x = as_tensor(x, "images")
         if not torch.is_tensor(x):
-            raise InputError(f"score() takes a float tensor [N,C,H,W] in [0,1], got {type(x).__name__}")
+            raise InputError(f"score() takes images [N,C,H,W] as a tensor or NumPy array (float in [0,1] or uint8), "
+                             f"got {type(x).__name__}")
+        if x.dtype == torch.uint8:
+            x = x.float().div(255.0)
         if x.ndim == 3:
             x = x.unsqueeze(1) if self.in_channels_ == 1 else x.unsqueeze(0)
         if x.ndim != 4:
@@ -78,7 +89,7 @@ class BaseDetector:
         if x.shape[-1] == 0 or x.shape[-2] == 0:
             raise InputError(f"the images have no pixels (shape {tuple(x.shape)}); check how they were loaded")
         if not x.is_floating_point():
-            raise InputError(f"expected float images in [0,1], got dtype {x.dtype}; divide uint8 images by 255")
+            raise InputError(f"expected float images in [0,1] or uint8, got dtype {x.dtype}; scale them to [0,1]")
         if x.shape[1] != self.in_channels_:
             got = f"{x.shape[1]} channel{'s' if x.shape[1] != 1 else ''}"
             raise InputError(
@@ -143,9 +154,50 @@ class BaseDetector:
         with torch.no_grad():
             return self.score(x).cpu().numpy()
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """1 = anomalous, 0 = normal, at threshold_ (calibrated on held-out normal images)."""
+    def _check_threshold(self) -> None:
         if self.threshold_ is None or math.isnan(self.threshold_):
             raise NotFittedError("no threshold: fit() with score.holdout_fraction > 0, or set threshold_")
+
+    def predict(self, x):
+        """1 = anomalous, 0 = normal, at threshold_ (calibrated on held-out normal images).
+
+        A NumPy array in gives a NumPy array out (as PyOD does); a tensor gives a tensor.
+        """
+        self._check_threshold()
         with torch.no_grad():
-            return (self.score(x) > self.threshold_).long()
+            labels = (self.score(x) > self.threshold_).long()
+        return labels.cpu().numpy() if isinstance(x, np.ndarray) else labels
+
+    def normalized_score(self, x) -> torch.Tensor:
+        """Scores mapped to (0, 1) with the decision threshold at 0.5: sigmoid((score - threshold_) / scale).
+
+        scale is the spread (standard deviation) of the held-out normal images' scores, so 0.73 means
+        one such spread above the threshold. Monotone in the raw score: AUROC and decisions are the same.
+        """
+        self._check_threshold()
+        scale = self.score_scale_ if getattr(self, "score_scale_", 0) and self.score_scale_ > 0 else 1.0
+        return torch.sigmoid((self.score(x) - self.threshold_) / scale)
+
+    def fit_predict(self, x, **fit_kwargs):
+        """PyOD's fit_predict: fit on x, then label x; sets decision_scores_ and labels_ for x.
+
+        Both are scores of the images the detector was fitted on (in-sample: a nearest-neighbour
+        score finds the image itself), as in PyOD. fit alone does not score x again.
+        """
+        self.fit(x, **fit_kwargs)
+        self._check_threshold()
+        self.decision_scores_ = self.decision_function(x)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self.labels_
+
+
+class AnomalyMaps:
+    """For detectors whose scorer has ``anomaly_map(x) -> [N, 1, H, W]``: maps with score()'s checks."""
+
+    def anomaly_map(self, x) -> torch.Tensor:
+        """Anomaly maps [N, 1, H, W] at the input's resolution (higher = more anomalous there)."""
+        x = self.prepare(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])
+        with torch.no_grad():
+            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])

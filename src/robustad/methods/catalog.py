@@ -24,6 +24,7 @@ DETECTOR_CLASSES: dict[str, tuple[str, str]] = {
     "deep-svdd": ("robustad.methods.deep_svdd", "DeepSVDD"),
     "knn": ("robustad.methods.knn", "KNNDetector"),
     "pixel-knn": ("robustad.methods.reference", "PixelKNN"),
+    "pixel-patch-knn": ("robustad.methods.reference", "PixelPatchKNN"),
     "image-stats": ("robustad.methods.reference", "ImageStats"),
 }
 
@@ -49,6 +50,8 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                "normal images, summed (the default at 32 px and below)"),
     MethodSpec("knn", "knn", "kNN on patch features of a non-robust backbone (PatchCore-style, coreset 10%)"),
     MethodSpec("pixel-knn", "pixel-knn", "reference: L2 distance to the nearest training image, on the pixels"),
+    MethodSpec("pixel-patch-knn", "pixel-patch-knn", "reference: largest L2 distance of an image's 8x8 pixel "
+               "patches to their nearest training patches (anomaly maps)"),
     MethodSpec("image-stats", "image-stats", "reference: Mahalanobis distance of an image's mean and standard deviation"),
     MethodSpec("cobra-no-at", "cobra", "COBRA's loss without adversarial examples",
                {"adversarial.enabled": False}),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["AGGREGATES", "PatchBankScore", "greedy_coreset", "patch_grid"]
+__all__ = ["AGGREGATES", "PatchBankScore", "greedy_coreset", "patch_grid", "upsample_map"]
 
 AGGREGATES = ("max", "mean")
 
@@ -58,6 +58,21 @@ def patch_grid(maps: list[torch.Tensor], pool: int) -> torch.Tensor:
     maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
             for m in maps]
     return torch.cat(maps, dim=1).flatten(2).transpose(1, 2)
+
+
+def upsample_map(distances: torch.Tensor, size: tuple[int, int], sigma_at_64: float) -> torch.Tensor:
+    """Patch distances [N, 1, h, w] -> a map [N, 1, H, W]: bilinear upsampling, then a Gaussian blur whose
+    width is sigma_at_64 pixels at 64 px and scales with the image (0 = no blur)."""
+    out = F.interpolate(distances, size=tuple(size), mode="bilinear", align_corners=False)
+    sigma = sigma_at_64 * min(size) / 64
+    if sigma > 0:
+        radius = max(1, int(round(2 * sigma)))
+        t = torch.arange(-radius, radius + 1, device=out.device, dtype=out.dtype)
+        kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        out = F.pad(out, (radius, radius, radius, radius), mode="replicate")
+        out = F.conv2d(F.conv2d(out, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
+    return out
 
 
 class PatchBankScore(nn.Module):

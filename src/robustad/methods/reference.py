@@ -4,6 +4,10 @@
   (optionally average-pooled by ``downsample`` first). It is 1-Lipschitz in L2, so an L-inf
   attack of size eps moves its score by at most eps * sqrt(number of pixels): robust by
   construction, and often hard to beat under attack on small images.
+- ``pixel-patch-knn``: the same on local patches (patch_size x patch_size pixels every
+  patch_stride): each patch's L2 distance to its nearest training patch, the largest over the
+  image. A small defect in a large image counts, the score is just as Lipschitz (per patch), and
+  it gives anomaly maps. The bank is a seeded random subset of bank_size training patches.
 - ``image-stats``: the per-channel mean and standard deviation of an image, scored by their
   Mahalanobis distance to those of the training images. It sees brightness and contrast only.
 
@@ -13,6 +17,7 @@ like any other (their scores are differentiable).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from robustad.config import CobraConfig, EvaluationConfig
-from robustad.errors import ConfigError, DataError
-from robustad.methods.base import BaseDetector
+from robustad.errors import ConfigError, DataError, InputError
+from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     _check_evaluation,
@@ -33,7 +38,7 @@ from robustad.methods.baseline_common import (
     load_normal_images,
     split_holdout,
 )
-from robustad.methods.patch_bank import PatchBankScore
+from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
@@ -46,7 +51,7 @@ from robustad.methods.checkpoint import (
 )
 from robustad.methods.training import resolve_device
 
-__all__ = ["ImageStats", "PixelKNN", "ReferenceConfig"]
+__all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN", "ReferenceConfig"]
 
 
 @dataclass
@@ -55,6 +60,10 @@ class ReferenceConfig(_ConfigMixin):
     downsample: int = 1  # pixel-knn: average-pool the image by this factor before comparing
     k: int = 1  # pixel-knn: mean distance to the k nearest training images
     chunk_size: int = 1024  # pixel-knn: training images compared at once (bounds memory)
+    patch_size: int = 8  # pixel-patch-knn: side of a patch, in pixels (after any resize)
+    patch_stride: int = 4  # pixel-patch-knn: pixels between neighbouring patches
+    bank_size: int = 10000  # pixel-patch-knn: training patches kept (a seeded random subset)
+    map_sigma: float = 2.0  # pixel-patch-knn: Gaussian blur of anomaly maps, pixels at a 64 px side
     seed: int = 0  # the hold-out split
     device: str = "auto"
     score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
@@ -65,6 +74,13 @@ class ReferenceConfig(_ConfigMixin):
             raise ConfigError(f"downsample must be >= 1 (1 = the pixels as they are), got {self.downsample}")
         if self.k < 1 or self.chunk_size < 1:
             raise ConfigError(f"k and chunk_size must be >= 1, got {self.k} and {self.chunk_size}")
+        if not (1 <= self.patch_stride <= self.patch_size <= 256):
+            raise ConfigError(f"need 1 <= patch_stride <= patch_size <= 256, got patch_stride {self.patch_stride} "
+                              f"and patch_size {self.patch_size}")
+        if not 1 <= self.bank_size <= 10_000_000:
+            raise ConfigError(f"bank_size must be between 1 and 10,000,000 patches, got {self.bank_size}")
+        if not (math.isfinite(self.map_sigma) and self.map_sigma >= 0):
+            raise ConfigError(f"map_sigma must be a finite number >= 0, got {self.map_sigma}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         _check_score(self.score, self.image_size)
@@ -99,6 +115,36 @@ class PixelDistance(PatchBankScore):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x).unsqueeze(1)
+
+
+class PixelPatchDistance(PatchBankScore):
+    """x -> the largest, over the image's patches, of a raw-pixel patch's L2 distance to its nearest
+    training patch; anomaly_map gives those distances as a map at the input's resolution."""
+
+    def __init__(self, patch_size: int, stride: int, k: int, chunk_size: int, map_sigma: float, bank_dim: int = 0):
+        super().__init__(k, chunk_size, bank_dim)
+        self.patch_size, self.stride, self.map_sigma = patch_size, stride, map_sigma
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        # replicate the last rows/columns so that the patches reach the bottom and right edges
+        h, w = x.shape[-2:]
+        p, s = self.patch_size, self.stride
+        if h < p or w < p:
+            raise InputError(f"pixel-patch-knn: images of {h}x{w} are smaller than patch_size {p}; "
+                             f"set patch_size to at most {min(h, w)} (--set patch_size=...)")
+        pad_h, pad_w = (-(h - p)) % s, (-(w - p)) % s
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+    def grid(self, x: torch.Tensor) -> tuple[int, int]:
+        h, w = self._padded(x).shape[-2:]
+        return (h - self.patch_size) // self.stride + 1, (w - self.patch_size) // self.stride + 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.unfold(self._padded(x), self.patch_size, stride=self.stride).transpose(1, 2)
+
+    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        dist = self.patch_distances(self.features(x)).view(x.shape[0], 1, *self.grid(x))
+        return upsample_map(dist, x.shape[-2:], self.map_sigma)
 
 
 class StatsDistance(nn.Module):
@@ -189,6 +235,23 @@ class PixelKNN(_ReferenceDetector):
 
     def _fill(self, train_x: torch.Tensor) -> None:
         self.scorer.bank = self.scorer.embed(train_x).contiguous()
+
+
+class PixelPatchKNN(AnomalyMaps, _ReferenceDetector):
+    """Largest L2 distance of an image's raw-pixel patches to their nearest training patches."""
+
+    name = "pixel-patch-knn"
+
+    def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
+        c = self.config
+        return PixelPatchDistance(c.patch_size, c.patch_stride, c.k, c.chunk_size, c.map_sigma,
+                                  bank_shape[1] if len(bank_shape) == 2 else 0)
+
+    def _fill(self, train_x: torch.Tensor) -> None:
+        c = self.config
+        info = self.scorer.fill_bank(train_x, batch_size=c.score.batch_size, coreset_fraction=1.0,
+                                     bank_size=c.bank_size, max_candidates=c.bank_size, projection_dim=0, seed=c.seed)
+        self.bank_info_ = info
 
 
 class ImageStats(_ReferenceDetector):

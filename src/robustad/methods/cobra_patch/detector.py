@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from robustad.errors import DataError
-from robustad.methods.base import BaseDetector
+from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import load_normal_images, split_holdout
 from robustad.methods.checkpoint import (
     calibrate,
@@ -37,7 +37,7 @@ from robustad.transforms.defects import SyntheticDefects
 __all__ = ["PatchCobra"]
 
 
-class PatchCobra(BaseDetector):
+class PatchCobra(AnomalyMaps, BaseDetector):
     """COBRA's pairs and adversarial training on patch features of an ImageNet-initialised trunk,
     scored by the distance of each patch to a bank of training patches."""
 
@@ -115,14 +115,6 @@ class PatchCobra(BaseDetector):
             "history": self.train_report_.history,
         }
         return self
-
-    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Anomaly maps [N, 1, H, W] at the input's resolution (higher = more anomalous there)."""
-        x = self.prepare(x)
-        if x.requires_grad and torch.is_grad_enabled():
-            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])
-        with torch.no_grad():
-            return torch.cat([self.scorer.anomaly_map(c) for c in x.split(self.score_batch_size)])
 
     # --- save / load ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

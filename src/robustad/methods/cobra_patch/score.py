@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from robustad.methods.patch_bank import PatchBankScore, patch_grid
+from robustad.methods.patch_bank import PatchBankScore, patch_grid, upsample_map
 from robustad.models.efficientnet_lite import EfficientNetLiteTrunk
 
 
@@ -48,13 +48,4 @@ class PatchScore(PatchBankScore):
         fmap = self.net(x)
         n, _, h, w = fmap.shape
         dist = self.patch_distances(fmap.flatten(2).transpose(1, 2)).view(n, 1, h, w)
-        out = F.interpolate(dist, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        sigma = self.map_sigma * min(x.shape[-2:]) / 64
-        if sigma > 0:
-            radius = max(1, int(round(2 * sigma)))
-            t = torch.arange(-radius, radius + 1, device=x.device, dtype=out.dtype)
-            kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-            kernel = kernel / kernel.sum()
-            out = F.pad(out, (radius, radius, radius, radius), mode="replicate")
-            out = F.conv2d(F.conv2d(out, kernel.view(1, 1, 1, -1)), kernel.view(1, 1, -1, 1))
-        return out
+        return upsample_map(dist, x.shape[-2:], self.map_sigma)
