@@ -194,3 +194,39 @@ def test_a_damaged_fit_info_is_a_checkpoint_error(trained, tmp_path, capsys):
         load_detector(broken)
     _fails(["train", "--data", "digits", "--normal-class", "0", "--out", str(broken), *TINY_SET],
            "fit_info should be a mapping", capsys)
+
+
+@pytest.mark.parametrize("roles,match", [
+    (["--abnormal-dir", "A", "--test-normal-dir", "A"], "cannot be both normal and anomalous"),
+    (["--abnormal-dir", "N"], "cannot be both normal and anomalous"),
+    (["--abnormal-dir", "A", "--test-normal-dir", "N"], "the test normals would be the training images"),
+    (["--abnormal-dir", "A", "--abnormal-dir", "A/."], "given twice"),
+])
+def test_one_folder_in_two_roles_is_refused(roles, match, images, tmp_path, capsys):
+    paths = {"N": images, "A": tmp_path / "bad"}
+    shutil.copytree(images, paths["A"])
+    argv = [str(paths[r[0]]) + r[1:] if r[:1] in paths else r for r in roles]
+    _fails(["train", "--data", "folder", "--normal-dir", str(images), *argv, "--out", str(tmp_path / "d"), "--quiet",
+            *TINY_SET], match, capsys)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_an_edited_threshold_that_is_not_finite_is_refused_on_load(trained, tmp_path, value):
+    copy = tmp_path / "det"
+    shutil.copytree(trained, copy)
+    meta = copy / "detector.json"
+    text = meta.read_text()
+    threshold = json.loads(text)["threshold"]
+    meta.write_text(text.replace(f'"threshold": {json.dumps(threshold)}', f'"threshold": {value}', 1))
+    assert f'"threshold": {value}' in meta.read_text()
+    with pytest.raises(CheckpointError, match="threshold must be a finite number"):
+        load_detector(copy)
+
+
+def test_a_detector_without_threshold_saves_null_and_score_says_why_columns_are_empty(images, tmp_path, capsys):
+    out = _train(tmp_path / "det", "--set", "score.holdout_fraction=0")
+    assert json.loads((out / "detector.json").read_text())["threshold"] is None
+    assert main(["score", "--detector", str(out), str(images), "--out", str(tmp_path / "s.csv")]) == 0
+    assert "has no threshold" in capsys.readouterr().err
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert rows and all(r["anomalous"] == "" and r["normalized_score"] == "" for r in rows)

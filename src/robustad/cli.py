@@ -334,6 +334,9 @@ def cmd_score(args) -> int:
     normalized = torch.sigmoid((scores.double() - threshold) / scale).tolist() if calibrated else [None] * len(files)
     rows = [[str(f), f"{s:.6g}", int(s > threshold) if calibrated else "", f"{n:.6f}" if n is not None else ""]
             for f, s, n in zip(files, scores.tolist(), normalized)]
+    if not calibrated:
+        print(f"note: {args.detector} has no threshold (fitted without held-out normal images), so the anomalous "
+              "and normalized_score columns are empty; re-train with --holdout 0.2 to get one", file=sys.stderr)
     if target is None:
         _write_csv(sys.stdout, rows)
         return 0
@@ -550,6 +553,8 @@ def _apply_threads(args) -> None:
     choice = choose_threads(args.threads)
     args.thread_choice, args.torch_default_threads = choice, torch.get_num_threads()
     torch.set_num_threads(choice.threads)
+    if args.command == "benchmark" and (args.aggregate_only or args.dry_run):
+        return  # nothing is computed: no line
     if args.command != "doctor" and not getattr(args, "quiet", False):
         line = describe_runtime(choice)
         if args.command == "benchmark" and not args.in_process:

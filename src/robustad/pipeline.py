@@ -81,6 +81,26 @@ def resize_note(setup: Setup, image_size: int | None) -> str | None:
             "(--image-size N to choose the size)")
 
 
+def _check_distinct_folders(spec) -> None:
+    """The same folder cannot hold normal and anomalous images: each image would count as both."""
+    roles = [("--normal-dir", spec.normal_dir), ("--test-normal-dir", spec.test_normal_dir)]
+    roles += [("--abnormal-dir", d) for d in spec.abnormal_dirs or []]
+    seen: dict[Path, str] = {}
+    for flag, folder in roles:
+        if not folder:
+            continue
+        key = Path(folder).expanduser().resolve()
+        if key in seen and flag == seen[key]:
+            raise DataError(f"{flag} {folder} is given twice; name each folder once")
+        if key in seen and "abnormal" not in flag:
+            raise DataError(f"{flag} {folder} is the same folder as {seen[key]}: the test normals would be the "
+                            "training images; give the test normals their own folder or leave --test-normal-dir out")
+        if key in seen:
+            raise DataError(f"{flag} {folder} is the same folder as {seen[key]}: an image cannot be both normal and "
+                            "anomalous; give each role its own folder")
+        seen[key] = flag
+
+
 def load_data(spec: DataSpec) -> AnomalySplit:
     from robustad.data.registry import dataset_info, load_dataset
 
@@ -107,6 +127,7 @@ def load_data(spec: DataSpec) -> AnomalySplit:
             empty = train[:0]
             return AnomalySplit(train, empty, torch.zeros(0, dtype=torch.long), "folder",
                                 category=Path(spec.normal_dir).name)
+        _check_distinct_folders(spec)
         extra = {"normal_dir": spec.normal_dir, "abnormal_dirs": spec.abnormal_dirs,
                  "normal_test_dir": spec.test_normal_dir, "mask_dir": spec.mask_dir}
     elif spec.normal_dir or spec.abnormal_dirs or spec.test_normal_dir or spec.mask_dir:

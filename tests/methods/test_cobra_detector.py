@@ -118,7 +118,7 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
         (lambda x: torch.nn.functional.pad(x, (1, 1, 1, 1)), "8x8"),
         (lambda x: x.masked_fill(torch.zeros_like(x, dtype=torch.bool).index_fill_(0, torch.tensor([0]), True), float("nan")), "NaN"),
         (lambda x: x * 255, r"\[0,1\]"),
-        (lambda x: (x * 255).to(torch.uint8), "float"),
+        (lambda x: (x * 255).to(torch.int32), "float"),
     ],
 )
 def test_bad_inputs_get_clear_errors(fitted_cobra, digits_split, make, match):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import platform
@@ -157,7 +158,9 @@ def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[st
         **extra,
         "in_channels": detector.in_channels_,
         "image_size": list(detector.image_size_),
-        "threshold": detector.threshold_,
+        # null, not NaN, when there is no threshold (fitted without held-out images): load refuses NaN
+        "threshold": detector.threshold_ if detector.threshold_ is not None and math.isfinite(detector.threshold_)
+        else None,
         "score_center": detector.score_center_,
         "score_scale": detector.score_scale_,
         "calibration": getattr(detector, "calibration_", None),
@@ -292,9 +295,23 @@ def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path) -> N
         ) from None
 
 
+def _finite_number(meta: dict[str, Any], key: str, default: float | None, positive: bool = False) -> float | None:
+    """meta[key] as a float, refused unless finite (and > 0 where positive): an edited or damaged
+    detector.json must not decide with NaN or infinite thresholds."""
+    value = meta.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+            positive and value <= 0):
+        raise CheckpointError(f"detector.json: {key} must be a finite number{' > 0' if positive else ''}, got "
+                              f"{value!r}; the file was edited or damaged: copy the detector again or re-train it")
+    return float(value)
+
+
 def restore_statistics(detector: BaseDetector, meta: dict[str, Any]) -> None:
-    detector.threshold_ = meta["threshold"] if meta.get("threshold") is not None else float("nan")
-    detector.score_center_ = meta.get("score_center", 0.0)
-    detector.score_scale_ = meta.get("score_scale", 1.0)
+    threshold = _finite_number(meta, "threshold", None)  # null: fitted without held-out images
+    detector.threshold_ = threshold if threshold is not None else float("nan")
+    detector.score_center_ = _finite_number(meta, "score_center", 0.0)
+    detector.score_scale_ = _finite_number(meta, "score_scale", 1.0, positive=True)
     detector.calibration_ = meta.get("calibration") if isinstance(meta.get("calibration"), dict) else None
     detector.fit_info_ = meta.get("fit_info", {})
