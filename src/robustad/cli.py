@@ -14,6 +14,7 @@ from pathlib import Path
 
 from robustad import __version__
 from robustad.errors import RobustADError, TrainingPaused
+from robustad.files import atomic_open
 
 # `robustad train/benchmark --time-limit` stopped early on purpose; the same command resumes
 PAUSED_EXIT_CODE = 3
@@ -343,10 +344,8 @@ def cmd_score(args) -> int:
     if target.resolve() in {Path(f).resolve() for f in files}:
         raise RobustADError(f"--out {target} is one of the images being scored; write the scores elsewhere")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    with open(partial, "w", newline="") as out:  # written whole, then renamed: an old CSV is never half-replaced
+    with atomic_open(target, "w", newline="") as out:  # an old CSV is never half-replaced
         _write_csv(out, rows)
-    partial.replace(target)
     print(f"{len(files)} images scored -> {args.out}", file=sys.stderr)
     return 0
 
@@ -679,8 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "COBRA-patch and COBRA next to the reference detectors)")
     own = p.add_argument_group("your own data (instead of --suite)")
     own.add_argument("--data", choices=_dataset_names(), metavar="NAME",
-                     help="benchmark on this data set: the default detector for its image size, cobra, pixel-knn "
-                          "and image-stats (or --methods), attacked as in the validation suite")
+                     help="benchmark on this data set: the default detector for its image size, cobra and the reference "
+                          "detectors pixel-knn, pixel-patch-knn (images of 16 px and more) and image-stats (or "
+                          "--methods), attacked as in the validation suite")
     own.add_argument("--root", help="where the data set's files are (mvtec, visa, dagm, ...)")
     own.add_argument("--category", type=_csv_list, help="categories (or normal classes) to run, e.g. bottle,screw "
                                                         "(default: every category found under --root)")

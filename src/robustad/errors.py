@@ -42,3 +42,7 @@ class TrainingPaused(RobustADError):
     def __init__(self, message: str, epoch: int, epochs: int, checkpoint):
         super().__init__(message)
         self.epoch, self.epochs, self.checkpoint = epoch, epochs, checkpoint
+
+
+class OutputError(RobustADError):
+    """A result that could not be written (disk full, no permission); earlier files are left as they were."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from robustad.errors import ConfigError
 from robustad.evaluation.suite import AttackSpec, SuiteConfig
-from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS, REFERENCES
+from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS, PATCH_REFERENCE_MIN_SIDE, REFERENCES
 
 ALL_METHODS = ("cobra", *BASELINES, *ABLATIONS)
 
@@ -164,7 +164,9 @@ def own_data_suite(dataset: str, classes: list[str], data_args: dict[str, Any], 
     from robustad.methods.catalog import default_method
 
     default = default_method(image_side)
-    chosen = methods or tuple(dict.fromkeys((default, "cobra", *REFERENCES)))
+    references = tuple(r for r in REFERENCES if not (r == "pixel-patch-knn" and image_side is not None
+                                                     and image_side < PATCH_REFERENCE_MIN_SIDE))
+    chosen = methods or tuple(dict.fromkeys((default, "cobra", *references)))
     validation = _suites()["validation"]
     return BenchmarkSuite(
         name="own-data", scale="cpu", datasets={dataset: list(classes)}, methods=tuple(chosen), seeds=tuple(seeds),

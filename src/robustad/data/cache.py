@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from robustad.files import atomic_write
 
 _CHUNK = 1 << 20
 
@@ -47,16 +48,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     The bytes go to a temporary file in the same directory (same file system,
     so ``os.replace`` is atomic) and are then renamed over the target.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"atomic_write_bytes writes bytes, not {type(data).__name__}")
+    return atomic_write(path, bytes(data))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from robustad.config import format_eps
+from robustad.files import atomic_write
 
 
 def _fmt(value: float | None) -> str:
@@ -16,9 +16,7 @@ def _fmt(value: float | None) -> str:
 
 
 def write_json(path: Path, data: dict) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True))
     return path
 
 

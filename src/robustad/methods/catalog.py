@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from robustad.errors import ConfigError
 
-__all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "DETECTOR_CLASSES", "MethodSpec", "build_detector",
+__all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "PATCH_REFERENCE_MIN_SIDE", "DETECTOR_CLASSES", "MethodSpec", "build_detector",
            "default_method", "detector_class", "method_spec"]
 
 # detector kind -> (module, class), imported when first needed so that the CLI starts fast
@@ -67,7 +67,9 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                {"loss.contrastive": "none"}, paper_name="L_CLS alone"),
 )}
 BASELINES = ("csi", "deep-svdd", "knn")
-REFERENCES = ("pixel-knn", "image-stats")  # nothing learned: what every learned detector must beat
+REFERENCES = ("pixel-knn", "pixel-patch-knn", "image-stats")  # nothing learned: what every learned detector must beat
+# below this side an image is about one 8 px patch, and pixel-patch-knn only repeats pixel-knn
+PATCH_REFERENCE_MIN_SIDE = 16
 ABLATIONS = ("cobra-no-at", "at-cl", "at-supcon", "at-opposite", "at-cobra-no-cls", "at-cls")
 
 

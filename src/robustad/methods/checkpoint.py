@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 import platform
 from pathlib import Path
@@ -17,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 import robustad
 from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError
+from robustad.files import atomic_write
 from robustad.methods.base import BaseDetector
 
 CHECKPOINT_FORMAT = 1
@@ -201,12 +202,10 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dic
     path = writable_folder(path, "save the detector to another folder (a detector is a folder)")
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    tmp = path / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp))
-    meta = {**meta, "weights_sha256": sha256_file(tmp)}
-    os.replace(tmp, path / WEIGHTS_FILE)
-    (path / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2, default=float))
-    os.replace(path / (META_FILE + ".tmp"), path / META_FILE)
+    weights = save_tensors(tensors)
+    meta = {**meta, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    atomic_write(path / WEIGHTS_FILE, weights)
+    atomic_write(path / META_FILE, json.dumps(meta, indent=2, default=float))
     return path
 
 

@@ -1,7 +1,7 @@
 """The training loop shared by every method: SGD with warm-up + cosine, atomic checkpoints, resume.
 
 A checkpoint is one safetensors file (model, optimiser and RNG tensors) whose metadata holds the
-loop's JSON state, so writing it with os.replace is atomic: a run killed at any moment resumes
+loop's JSON state, so writing it with robustad.files.atomic_write is atomic: a run killed at any moment resumes
 from the last complete checkpoint.
 
 Inside ``training_deadline(t)`` a run stops cleanly at an epoch boundary, checkpoint written,
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -25,12 +24,14 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from robustad.config import DEVICE_PATTERN, TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
+from robustad.files import atomic_write
 from robustad.methods.checkpoint import config_changes, summarize_changes, writable_folder
 
 CHECKPOINT_NAME = "train_state.safetensors"
@@ -230,10 +231,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
         "run": run,
         "optimizer_scalars": scalars,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"robustad_train_state": json.dumps(state)})
-    os.replace(tmp, path)
+    atomic_write(path, save_tensors(tensors, metadata={"robustad_train_state": json.dumps(state)}))
 
 
 def _load_checkpoint(path, net, optimizer, generator, order_generator, run):

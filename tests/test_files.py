@@ -1,0 +1,86 @@
+"""Results are written whole and in place: never through a planted link, never half, errors in one line."""
+
+import errno
+import os
+
+import pytest
+
+from robustad.cli import main
+from robustad.data.datasets import load_split
+from robustad.data.folder import save_image
+from robustad.errors import OutputError
+from robustad.files import atomic_open, atomic_write
+from robustad.methods.reference import PixelKNN
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "a" / "out.json"
+    atomic_write(target, "first")
+    atomic_write(target, b"second")
+    assert target.read_text() == "second"
+    assert os.listdir(target.parent) == ["out.json"]
+
+
+def test_a_link_at_the_target_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "out" / "scores.csv"
+    target.parent.mkdir()
+    target.symlink_to(victim)
+    atomic_write(target, "scores")
+    assert victim.read_text() == "precious"
+    assert not target.is_symlink() and target.read_text() == "scores"
+
+
+def test_an_error_inside_the_block_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as handle:
+            handle.write("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.csv"]
+
+
+def test_a_full_disk_is_one_clear_error_and_the_old_file_stays(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match="no space left to write .*out.csv; free some disk space"):
+        atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.csv"]
+
+
+@pytest.fixture(scope="module")
+def reference_detector(tmp_path_factory):
+    split = load_split("digits", [0], max_test=8, seed=0)
+    folder = tmp_path_factory.mktemp("det") / "det"
+    PixelKNN.from_preset("cpu-small").fit(split.train, progress=False).save(folder)
+    images = tmp_path_factory.mktemp("imgs")
+    for i, image in enumerate(split.test):
+        save_image(image, images / f"{i}.png")
+    return folder, images
+
+
+def test_links_planted_at_the_old_temporary_names_are_left_alone(reference_detector, tmp_path):
+    """score's CSV and a detector's files used to go through predictable temporary names."""
+    folder, images = reference_detector
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "scores.csv"
+    (tmp_path / ".scores.csv.partial").symlink_to(victim)
+    assert main(["score", "--detector", str(folder), str(images), "--out", str(out)]) == 0
+    assert out.read_text().startswith("path,score")
+    saved = tmp_path / "copy"
+    saved.mkdir()
+    for name in ("detector.json.tmp", "detector.safetensors.tmp"):
+        (saved / name).symlink_to(victim)
+    PixelKNN.load(folder).save(saved)
+    assert PixelKNN.load(saved).threshold_ == PixelKNN.load(folder).threshold_
+    assert victim.read_text() == "precious"
