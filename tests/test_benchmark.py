@@ -350,10 +350,10 @@ def test_runners_sharing_a_folder_never_run_a_cell_twice(tmp_path):
     # claiming is exclusive, and a lock from another machine is never taken over
     (cells_dir / f"{live.id}.running").unlink()
     assert claim_cell(tmp_path, live) is None
-    assert claim_cell(tmp_path, live) == f"process {os.getpid()}"
+    assert claim_cell(tmp_path, live).startswith(f"process {os.getpid()}, started ")
     release_cell(tmp_path, live)
     (cells_dir / f"{live.id}.running").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}))
-    assert claim_cell(tmp_path, live) == f"process 1 on {host}-elsewhere"
+    assert claim_cell(tmp_path, live).startswith(f"process 1 on {host}-elsewhere")
 
 
 def test_benchmark_on_your_own_folders_runs_the_default_cobra_and_the_references(tmp_path, capsys):

@@ -230,3 +230,15 @@ def test_a_detector_without_threshold_saves_null_and_score_says_why_columns_are_
     assert "has no threshold" in capsys.readouterr().err
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert rows and all(r["anomalous"] == "" and r["normalized_score"] == "" for r in rows)
+
+
+@pytest.mark.parametrize("holdout", ["0.2", "0"])
+def test_a_diverged_training_is_never_saved_as_a_finished_detector(tmp_path, capsys, holdout):
+    """lr 1e30 wrecks the weights in one step: with held-out images their scores are NaN, without
+    them the weights themselves are checked before anything is written."""
+    out = tmp_path / "det"
+    code = main(["train", "--data", "digits", "--normal-class", "0", "--out", str(out), "--quiet", *TINY_SET,
+                 "--set", "train.lr=1e30", "--set", "train.steps_per_epoch=1", "--set", f"score.holdout_fraction={holdout}"])
+    assert code == 2
+    assert "training diverged; lower the learning rate" in capsys.readouterr().err
+    assert not (out / "detector.json").exists() and not (out / "detector.safetensors").exists()

@@ -84,3 +84,43 @@ def test_links_planted_at_the_old_temporary_names_are_left_alone(reference_detec
     PixelKNN.load(folder).save(saved)
     assert PixelKNN.load(saved).threshold_ == PixelKNN.load(folder).threshold_
     assert victim.read_text() == "precious"
+
+
+def _plant_lock(path, pid):
+    import json
+    import socket
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2026-12-01T00:00:00+00:00"}))
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_second_command_writing_into_the_same_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "det"
+    _plant_lock(out / ".robustad.lock", os.getpid())  # a live robustad process holds the folder
+    argv = ["train", "--data", "digits", "--normal-class", "0", "--method", "pixel-knn", "--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by another robustad command (process {os.getpid()}, started 2026-12-01" in err
+    assert "choose another --out for this training" in err
+    assert not (out / "detector.json").exists()
+    _plant_lock(out / ".robustad.lock", _dead_pid())  # its process is gone: the lock is taken over
+    assert main(argv) == 0
+    assert (out / "detector.json").exists() and not (out / ".robustad.lock").exists()
+
+
+def test_two_scores_into_one_csv_are_refused_but_other_csvs_in_the_folder_are_not(reference_detector, tmp_path, capsys):
+    folder, images = reference_detector
+    _plant_lock(tmp_path / ".a.csv.robustad.lock", os.getpid())
+    assert main(["score", "--detector", str(folder), str(images), "--out", str(tmp_path / "a.csv")]) == 2
+    assert "in use by another robustad command" in capsys.readouterr().err
+    assert main(["score", "--detector", str(folder), str(images), "--out", str(tmp_path / "b.csv")]) == 0
+    assert sorted(os.listdir(tmp_path)) == [".a.csv.robustad.lock", "b.csv"]

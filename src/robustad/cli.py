@@ -7,6 +7,7 @@ come out as one-line errors (exit code 2), not tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from collections import Counter
@@ -14,7 +15,10 @@ from pathlib import Path
 
 from robustad import __version__
 from robustad.errors import RobustADError, TrainingPaused
-from robustad.files import atomic_open
+from robustad.files import LOCK_FILE, atomic_open, folder_lock
+
+# the output locks main() holds until its command returns (None when a command runs outside main)
+_LOCKS: contextlib.ExitStack | None = None
 
 # `robustad train/benchmark --time-limit` stopped early on purpose; the same command resumes
 PAUSED_EXIT_CODE = 3
@@ -155,6 +159,12 @@ def _output_folder(path: str | Path) -> Path:
     return writable_folder(path, "choose another --out")
 
 
+def _hold(folder: Path, what: str, name: str = LOCK_FILE) -> None:
+    """Keep other robustad commands out of an output folder (or file) until this command ends."""
+    if _LOCKS is not None:
+        _LOCKS.enter_context(folder_lock(folder, what, name))
+
+
 def _output_file(path: str | Path) -> Path:
     """A file a command will write, checked up front: not a folder, not an image, in a writable folder."""
     import os
@@ -193,6 +203,7 @@ def cmd_train(args) -> int:
     from robustad.pipeline import choose_setup, load_data, resize_note, say, train_or_resume
 
     out = _output_folder(args.out)
+    _hold(out, "training")
     spec = _spec(args)
     setup = choose_setup(spec, args.scale, args.preset, args.method)
     preset, method = setup.preset, setup.method
@@ -242,6 +253,7 @@ def cmd_evaluate(args) -> int:
     if args.suite_eps and not args.suite:
         raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
     out = _output_folder(args.out if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval")
+    _hold(out, "evaluation")
     detectors = {}
     for item in args.detector:
         name, _, path = item.rpartition("=")
@@ -314,6 +326,8 @@ def cmd_score(args) -> int:
     if target is not None and Path(args.detector).resolve() in target.resolve().parents:
         raise RobustADError(f"--out {target} lies inside the detector folder {args.detector}; write the scores "
                             "elsewhere, e.g. --out scores.csv")
+    if target is not None:
+        _hold(target.parent, "score", f".{target.name}{LOCK_FILE}")
     detector = load_detector(args.detector)
     size = detector.image_size_[0] if args.resize else None
     images, files = [], []
@@ -360,6 +374,7 @@ def cmd_demo(args) -> int:
     from robustad.pipeline import run_demo, run_surface_demo
 
     out = _output_folder(args.out)
+    _hold(out, "demo")
     if args.kind == "digits":
         report = run_demo(out, progress=not args.quiet, quick=args.quick)
     else:
@@ -740,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous_threads = None
+    global _LOCKS
+    outer, _LOCKS = _LOCKS, contextlib.ExitStack()
     try:
         if hasattr(args, "threads"):
             import torch
@@ -757,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
     finally:
+        _LOCKS.close()  # released also after an error or Ctrl-C; a killed process's lock is taken over
+        _LOCKS = outer
         if previous_threads is not None:  # callers that run main() in-process keep their own setting
             import torch
 

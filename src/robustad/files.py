@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 from robustad.errors import OutputError
 
-__all__ = ["atomic_open", "atomic_write"]
+__all__ = ["LOCK_FILE", "atomic_open", "atomic_write", "folder_lock", "lock_holder", "try_lock"]
+
+LOCK_FILE = ".robustad.lock"  # in an output folder while a command writes there
 
 TEMP_SUFFIX = ".tmp"
 
@@ -68,3 +74,75 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as handle:
         handle.write(data)
     return Path(path)
+
+
+# --- locks: one writer per output folder (and per benchmark cell) -----------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def lock_holder(lock: Path) -> str | None:
+    """Who holds the lock, or None when there is none or it is stale (its process is gone)."""
+    try:
+        info = json.loads(lock.read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # a holder writes its lock right after creating it: unreadable for long means it died there
+        try:
+            return "a process that is starting" if time.time() - lock.stat().st_mtime < 30 else None
+        except FileNotFoundError:
+            return None
+    started = f", started {info['started']}" if isinstance(info.get("started"), str) else ""
+    if host == socket.gethostname():
+        return f"process {pid}{started}" if _pid_alive(pid) else None
+    return f"process {pid} on {host}{started}"  # cannot check another machine's processes
+
+
+def try_lock(lock: Path) -> str | None:
+    """Create `lock` for this process: None when taken, else who holds it. A stale lock is taken over."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileExistsError:
+            holder = lock_holder(lock)
+            if holder is not None:
+                return holder
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, f)
+        return None
+    return "another process"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str, name: str = LOCK_FILE) -> Iterator[Path]:
+    """Hold ``folder/name`` while a command writes into folder; another writer is refused in one line."""
+    lock = Path(folder) / name
+    created = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]  # deepest first
+    try:
+        holder = try_lock(lock)
+    except OSError as err:
+        raise _output_error(lock, err) from err
+    if holder is not None:
+        raise OutputError(f"{folder} is in use by another robustad command ({holder}); wait for it to finish "
+                          f"or choose another --out for this {what}")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        for made in created:  # a command refused before writing anything leaves no empty folders behind
+            try:
+                made.rmdir()
+            except OSError:
+                break

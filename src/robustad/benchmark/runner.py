@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any, Callable
 
 from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
 from robustad.errors import ConfigError, RobustADError, TrainingPaused
+from robustad.files import lock_holder, try_lock
 
 # a cell process's exit code when its training stopped at the time limit (it resumes next run)
 CELL_PAUSED_EXIT_CODE = 3
@@ -33,56 +33,13 @@ def _lock_path(out: Path, cell: Cell) -> Path:
     return out / CELLS_DIR / f"{cell.id}.running"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _lock_holder(lock: Path) -> str | None:
-    """Who runs the cell, or None when the lock is stale (its process is gone)."""
-    try:
-        info = json.loads(lock.read_text())
-        pid, host = int(info["pid"]), str(info["host"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        # a runner writes its lock right after creating it: unreadable for long means it died there
-        try:
-            return "a runner that is starting" if time.time() - lock.stat().st_mtime < 30 else None
-        except FileNotFoundError:
-            return None
-    if host == socket.gethostname():
-        return f"process {pid}" if _pid_alive(pid) else None
-    return f"process {pid} on {host}"  # cannot check another machine's processes
-
-
 def claim_cell(out: Path, cell: Cell) -> str | None:
     """Mark `cell` as run by this process, so that runners sharing `out` never run it twice.
 
     Returns None when claimed, else a description of the runner that holds it. A lock left by a
     process that is gone (killed runner) is taken over.
     """
-    lock = _lock_path(out, cell)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None:
-                return holder
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
-                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, f)
-        return None
-    return "another runner"
+    return try_lock(_lock_path(out, cell))
 
 
 def release_cell(out: Path, cell: Cell) -> None:
@@ -294,7 +251,7 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
             state, detail = "re-evaluate", summarize_changes(measured)
         elif training == measured == []:
             state = "done"
-        elif (holder := _lock_holder(_lock_path(out, cell))) is not None:
+        elif (holder := lock_holder(_lock_path(out, cell))) is not None:
             state, detail = "running", holder
         elif (out / RUNS_DIR / cell.id).is_dir():
             detail = "its training run is there and resumes"

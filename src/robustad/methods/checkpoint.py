@@ -22,7 +22,7 @@ from torch import nn
 
 import robustad
 from robustad.data.cache import sha256_file
-from robustad.errors import CheckpointError, ConfigError
+from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError
 from robustad.files import atomic_write
 from robustad.methods.base import BaseDetector
 
@@ -124,6 +124,12 @@ def calibrate(detector: BaseDetector, holdout_x: torch.Tensor, target_fpr: float
         detector.calibration_ = {"num_holdout": 0, "target_fpr": target_fpr, "too_few": True}
         return
     scores = detector.score(holdout_x).double()
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise TrainingDivergedError(
+            f"the trained {detector.name} detector scores {bad} of {scores.numel()} held-out normal images as NaN or "
+            "infinite: training diverged; lower the learning rate (--set train.lr=...) and train again "
+            "(the detector was not saved)")
     detector.threshold_ = float(torch.quantile(scores, 1.0 - target_fpr))
     detector.score_center_ = float(scores.median())
     detector.score_scale_ = float(scores.std()) if scores.numel() > 1 and scores.std() > 0 else 1.0
@@ -202,6 +208,11 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dic
     path = writable_folder(path, "save the detector to another folder (a detector is a folder)")
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise TrainingDivergedError(f"not saving a detector with NaN or infinite weights ({', '.join(broken[:3])}"
+                                    f"{', ...' if len(broken) > 3 else ''}): training diverged; lower the learning "
+                                    "rate (--set train.lr=...) and train again")
     weights = save_tensors(tensors)
     meta = {**meta, "weights_sha256": hashlib.sha256(weights).hexdigest()}
     atomic_write(path / WEIGHTS_FILE, weights)
