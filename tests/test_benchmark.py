@@ -382,3 +382,13 @@ def test_benchmark_on_your_own_folders_runs_the_default_cobra_and_the_references
     assert main(["benchmark", "--data", "folder", "--normal-dir", str(tmp_path / "good"), "--out", str(out)]) == 2
     assert "needs --normal-dir" in capsys.readouterr().err
     assert main(["benchmark", "--suite", "validation", "--data", "folder", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("content", ['{"broken', "[1, 2]", '{"id": "x", "cell": {"dataset": "mnist"}}', "\udcff"])
+def test_a_damaged_cell_file_is_named_in_one_line(tmp_path, capsys, content):
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "mnist-3-cobra-s0.json").write_text(content, errors="surrogateescape")
+    for extra in (["--aggregate-only"], ["--dry-run", "--datasets", "mnist", "--classes", "3", "--methods", "cobra"]):
+        assert main(["benchmark", "--suite", "cpu-quick", "--out", str(tmp_path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "mnist-3-cobra-s0.json is damaged" in err and "Traceback" not in err

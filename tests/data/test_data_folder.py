@@ -159,3 +159,31 @@ def test_save_image_gray_and_uint8(tmp_path):
 def test_save_image_rejects_bad_input(tmp_path, img):
     with pytest.raises(InputError):
         save_image(img, tmp_path / "x.png")
+
+
+def test_links_to_nothing_in_a_folder_are_named_not_skipped(tmp_path):
+    _gray(tmp_path / "a.png", 10)
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    with pytest.raises(DataError, match="gone.png' is a link to nothing"):
+        load_images(tmp_path)
+    (tmp_path / "gone.png").unlink()
+    (tmp_path / "x.png").symlink_to(tmp_path / "y.png")
+    (tmp_path / "y.png").symlink_to(tmp_path / "x.png")  # a loop
+    with pytest.raises(DataError, match="x.png' is a link to nothing .* and so are 1 more"):
+        load_images(tmp_path)
+    (tmp_path / "x.png").unlink()
+    (tmp_path / "y.png").unlink()
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")  # a working link is an image like any other
+    assert load_images(tmp_path)[0].shape[0] == 2
+
+
+def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = _gray(tmp_path / "wide.png", 0, size=(40, 30))
+    monkeypatch.setenv("ROBUSTAD_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(DataError, match=r"is 40x30 pixels, more than the 1,000 robustad reads; downscale it"):
+        load_images(path)
+    monkeypatch.setenv("ROBUSTAD_MAX_IMAGE_PIXELS", "1200")
+    assert load_images(path)[0].shape == (1, 1, 30, 40)
+    monkeypatch.setenv("ROBUSTAD_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DataError, match="not a positive number of pixels"):
+        load_images(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from robustad.benchmark.runner import CELLS_DIR
+from robustad.benchmark.tables import read_cell
 from robustad.errors import ConfigError
 
 MERGE_FILE = "merged_from.json"
@@ -56,7 +57,7 @@ def merge_cells(sources: list[str | Path], out: str | Path, suite: str | None = 
     reference: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for src in sources:
         for path in sorted((src / CELLS_DIR).glob("*.json")):
-            record = json.loads(path.read_text())
+            record = read_cell(path)
             if record["id"] in chosen or (cell_ids is not None and record["id"] not in cell_ids):
                 continue
             if suite is not None and record.get("suite") != suite:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
+from robustad.benchmark.tables import read_cell
 from robustad.errors import ConfigError, RobustADError, TrainingPaused
 from robustad.files import lock_holder, try_lock
 
@@ -130,7 +131,7 @@ def record_changes(suite: BenchmarkSuite, cell: Cell, record: dict[str, Any],
 
 def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> tuple[list[str], list[str]]:
     """record_changes() of the result file of `cell` in `out`."""
-    return record_changes(suite, cell, json.loads(cell_path(out, cell).read_text()))
+    return record_changes(suite, cell, read_cell(cell_path(out, cell)))
 
 
 def retire_cell(out: Path, cell: Cell, keep_run: bool = False) -> Path:

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from robustad.errors import ConfigError
 from robustad.methods.catalog import METHODS
 
 # AUROC % clean / PGD-1000 reported in the COBRA paper (poster), ResNet-18 at 32 px, full test sets
@@ -21,10 +22,33 @@ COLUMNS = ["id", "dataset", "normal", "method", "seed", "auroc_clean", "auroc_at
            "date"]
 
 
+# a cell file is a few kilobytes; anything far larger was not written by robustad
+MAX_CELL_BYTES = 16 << 20
+
+
+def read_cell(path: Path) -> dict[str, Any]:
+    """One cell's result file, checked for the fields every reader needs; a damaged one is a one-line error."""
+    try:
+        if path.stat().st_size > MAX_CELL_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes, more than a cell file ever holds")
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or not isinstance(record.get("cell"), dict):
+            raise ValueError("not a cell record")
+        for key in ("dataset", "normal", "method", "seed"):
+            if key not in record["cell"]:
+                raise ValueError(f"its cell has no {key!r}")
+        if not isinstance(record.get("id"), str):
+            raise ValueError("it has no id")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise ConfigError(f"benchmark result {path} is damaged ({err}); delete it (that cell runs again on the "
+                          "next run) or restore it from a copy") from None
+    return record
+
+
 def load_cells(out: Path) -> list[dict[str, Any]]:
     cells = []
     for path in sorted((Path(out) / "cells").glob("*.json")):
-        record = json.loads(path.read_text())
+        record = read_cell(path)
         record.update({"dataset": record["cell"]["dataset"], "normal": record["cell"]["normal"],
                        "method": record["cell"]["method"], "seed": record["cell"]["seed"]})
         cells.append(record)

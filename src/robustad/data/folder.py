@@ -26,16 +26,38 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 PathLike = str | os.PathLike[str]
 
+# the most pixels one image file may claim (40 MP: a 7300 x 5500 photograph); checked from the
+# header, before anything is decoded, so a small file cannot make robustad allocate gigabytes
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "ROBUSTAD_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV}={text!r} is not a positive number of pixels; e.g. {MAX_PIXELS_ENV}=100000000")
+    return value
+
 
 def list_images(directory: PathLike) -> list[Path]:
     """Image files directly inside ``directory`` (not recursive), sorted by name."""
     folder = Path(directory)
     if not folder.is_dir():
         raise DataError(f"'{folder}' is not a directory; pass a folder of images or image files.")
-    return sorted(
-        p for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")  # ._x.png: macOS metadata
-    )
+    named = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]  # ._x.png: macOS metadata
+    broken = sorted(p for p in named if p.is_symlink() and not p.exists())  # dangling, or a loop
+    if broken:
+        raise DataError(f"'{broken[0]}' is a link to nothing (its target is missing, or links loop)"
+                        f"{f' and so are {len(broken) - 1} more' if len(broken) > 1 else ''}; fix or remove "
+                        "the link, then run again")
+    return sorted(p for p in named if p.is_file())
 
 
 def _resolve_paths(paths_or_dir: PathLike | Iterable[PathLike]) -> list[Path]:
@@ -95,8 +117,13 @@ def _pixels(img: Image.Image, path: Path) -> np.ndarray:
 
 def _read_image(path: Path) -> torch.Tensor:
     """One file as float32 ``[C, H, W]`` in [0, 1]."""
+    limit = max_image_pixels()
     try:
         with Image.open(path) as img:
+            if img.width * img.height > limit:
+                raise DataError(
+                    f"'{path}' is {img.width}x{img.height} pixels, more than the {limit:,} robustad reads; "
+                    f"downscale it first, or raise the limit with {MAX_PIXELS_ENV}=... if the file is genuine")
             img.load()  # decode now so truncated files fail here, naming the file
             arr = _pixels(img, path)
     except DataError:
