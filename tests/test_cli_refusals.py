@@ -242,3 +242,55 @@ def test_a_diverged_training_is_never_saved_as_a_finished_detector(tmp_path, cap
     assert code == 2
     assert "training diverged; lower the learning rate" in capsys.readouterr().err
     assert not (out / "detector.json").exists() and not (out / "detector.safetensors").exists()
+
+
+def _edit(meta, path, value):
+    *parents, last = path
+    for key in parents:
+        meta = meta[key]
+    meta[last] = value
+
+
+@pytest.mark.parametrize("path,value,match", [
+    (("in_channels",), -3, "in_channels should be an integer from 1 to 4"),
+    (("in_channels",), 10**11, "in_channels should be an integer from 1 to 4"),
+    (("image_size",), [100000, 100000], "image_size should be .* each 1 to 4096"),
+    (("config", "model", "width"), 10**7, "model.width is 10000000, above the largest robustad accepts"),
+    (("config", "score", "views"), 10**6, "score.views is 1000000, above the largest"),
+])
+def test_sizes_in_an_edited_detector_json_are_bounded_before_anything_is_built(trained, tmp_path, path, value, match):
+    copy = tmp_path / "det"
+    shutil.copytree(trained, copy)
+    meta = json.loads((copy / "detector.json").read_text())
+    _edit(meta, path, value)
+    (copy / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=match):
+        load_detector(copy)
+
+
+def test_deeply_nested_json_and_weights_that_do_not_fit_together_are_refused(trained, tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    nested = tmp_path / "nested"
+    shutil.copytree(trained, nested)
+    (nested / "detector.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_detector(nested)
+    bank = tmp_path / "bank"
+    shutil.copytree(trained, bank)
+    tensors = load_file(str(bank / "detector.safetensors"))
+    tensors["bank"] = torch.randn(3, 7)  # another shape, with the checksum recomputed to match
+    save_file(tensors, str(bank / "detector.safetensors"))
+    meta = json.loads((bank / "detector.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((bank / "detector.safetensors").read_bytes()).hexdigest()
+    (bank / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="weights do not fit together"):
+        load_detector(bank)
+
+
+@pytest.mark.parametrize("key,value", [("model.width", 4096), ("image_size", 100000), ("score.views", 1000000)])
+def test_sizes_set_on_the_command_line_are_bounded(tmp_path, capsys, key, value):
+    _fails(["train", "--data", "digits", "--normal-class", "0", "--out", str(tmp_path / "d"), "--quiet", *TINY_SET,
+            "--set", f"{key}={value}"], "above the largest robustad accepts", capsys)

@@ -50,6 +50,19 @@ def format_eps(eps: float) -> str:
     return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:.4g}"
 
 
+
+# upper bounds on sizes a config (or an edited detector.json) may ask for, so that no file can make
+# robustad allocate without limit; each is far above what the presets use
+MAX_IMAGE_SIZE = 4096  # pixels per side after resizing
+MAX_MODEL_WIDTH = 256  # ResNet-18 width multiplier (64 = the standard network, the paper's)
+MAX_PROJECTION_DIM = 4096
+MAX_SCORE_VIEWS = 64
+
+
+def check_upper_bound(name: str, value: int | None, limit: int) -> None:
+    if value is not None and value > limit:
+        raise ConfigError(f"{name} is {value}, above the largest robustad accepts ({limit}); use a smaller value")
+
 @dataclass
 class ModelConfig:
     width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
@@ -170,6 +183,10 @@ class CobraConfig:
             raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
         if self.model.width < 1:
             raise ConfigError(f"model.width must be >= 1, got {self.model.width}")
+        check_upper_bound("model.width", self.model.width, MAX_MODEL_WIDTH)
+        check_upper_bound("model.projection_dim", self.model.projection_dim, MAX_PROJECTION_DIM)
+        check_upper_bound("score.views", self.score.views, MAX_SCORE_VIEWS)
+        check_upper_bound("image_size", self.image_size, MAX_IMAGE_SIZE)
         self.train.validate()
         if not 0.0 < self.score.target_fpr < 1.0:
             raise ConfigError(f"score.target_fpr must be in (0, 1), got {self.score.target_fpr}")

@@ -12,7 +12,8 @@ from typing import Any, get_type_hints
 
 import torch
 
-from robustad.config import EvaluationConfig, _build, _deep_merge, _parse_overrides, parse_eps, set_config_key
+from robustad.config import (MAX_IMAGE_SIZE, EvaluationConfig, _build, _deep_merge, _parse_overrides, check_upper_bound,
+                             parse_eps, set_config_key)
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
 
@@ -72,6 +73,7 @@ def _check_score(s: BaselineScoreConfig, image_size: int | None) -> None:
         raise ConfigError(f"score.batch_size must be >= 1, got {s.batch_size}")
     if image_size is not None and image_size < 8:
         raise ConfigError(f"image_size must be >= 8 pixels, got {image_size}")
+    check_upper_bound("image_size", image_size, MAX_IMAGE_SIZE)
 
 
 def _check_evaluation(e: EvaluationConfig) -> None:

@@ -21,6 +21,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 import robustad
+from robustad.config import MAX_IMAGE_SIZE
 from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError
 from robustad.files import atomic_write
@@ -30,6 +31,8 @@ CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "detector.safetensors"
 META_FILE = "detector.json"
 
+
+MAX_META_BYTES = 16 << 20  # a detector.json is a few kilobytes
 
 def library_versions() -> dict[str, str]:
     import kornia
@@ -229,10 +232,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             f"{path} is not a robustad detector: it needs {META_FILE} and {WEIGHTS_FILE} "
             "(as written by save() or `robustad train`)"
         )
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(f"{meta_path} is {meta_path.stat().st_size:,} bytes, far more than a detector.json "
+                              "holds; the checkpoint is corrupt: copy it again or re-train")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        what = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise CheckpointError(f"{meta_path} is not valid JSON ({what}); the checkpoint is corrupt") from None
     if not isinstance(meta, dict) or meta.get("kind") != "robustad-detector":
         raise CheckpointError(f"{meta_path} does not describe a robustad detector (no kind: robustad-detector)")
     if not isinstance(meta.get("fit_info", {}), dict):
@@ -274,11 +281,13 @@ def _check_meta_fields(meta: dict[str, Any], path: Path) -> None:
     """The top-level fields load() reads, with the types it needs (a hand-edited file fails here)."""
     number = (int, float)
     problems = []
-    if not isinstance(meta.get("in_channels"), int) or isinstance(meta.get("in_channels"), bool):
-        problems.append(f"in_channels should be an integer, not {meta.get('in_channels')!r}")
+    channels = meta.get("in_channels")
+    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 4:
+        problems.append(f"in_channels should be an integer from 1 to 4, not {channels!r}")
     size = meta.get("image_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
-        problems.append(f"image_size should be [height, width], not {size!r}")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIZE for v in size)):
+        problems.append(f"image_size should be [height, width], each 1 to {MAX_IMAGE_SIZE}, not {size!r}")
     for key in ("threshold", "score_center", "score_scale"):
         value = meta.get(key)
         if value is not None and (not isinstance(value, number) or isinstance(value, bool)):

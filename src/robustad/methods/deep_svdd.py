@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustad.config import CobraConfig, EvaluationConfig, TrainConfig
+from robustad.config import MAX_MODEL_WIDTH, CobraConfig, EvaluationConfig, TrainConfig, check_upper_bound
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
@@ -102,6 +102,7 @@ def _check_model(width: int, stem: str) -> None:
         raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {stem!r}")
     if width < 1:
         raise ConfigError(f"model.width must be >= 1, got {width}")
+    check_upper_bound("model.width", width, MAX_MODEL_WIDTH)
 
 
 # --- network and score ---------------------------------------------------------------------------

@@ -31,4 +31,21 @@ def load_detector(path: str | Path, device: str | None = None) -> BaseDetector:
             f"{path} holds a detector of method {method!r}, which this robustad does not know; "
             f"known methods: {', '.join(DETECTORS)}"
         )
-    return DETECTORS[method].load(path, device=device)
+    detector = DETECTORS[method].load(path, device=device)
+    _probe(detector, path)
+    return detector
+
+
+def _probe(detector: BaseDetector, path: str | Path) -> None:
+    """Score one blank image: weights whose shapes fit load_state_dict but not each other (a bank of
+    another width, say) fail here, with the folder named, rather than in the middle of a user's run."""
+    import torch
+
+    blank = torch.zeros(1, int(detector.in_channels_), *detector.image_size_)
+    try:
+        with torch.no_grad():
+            detector.score(blank)
+    except (RuntimeError, IndexError, ValueError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: its weights do not fit together ({first}); the detector was edited or "
+                              "damaged: copy it again or re-train it") from None
