@@ -340,3 +340,20 @@ def test_data_list_one_name_and_check_folder(capsys):
     assert out.startswith("mnist ") and "fashion-mnist" not in out
     assert main(["data", "check", "folder"]) == 2
     assert "read when used" in capsys.readouterr().err
+
+
+def test_anomalib_spellings_are_aliases(trained, tmp_path):
+    """--model for --method, predict for score, --normal-test-dir for --test-normal-dir."""
+    from robustad.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "folder", "--normal-dir", "n", "--normal-test-dir", "t",
+                              "--model", "pixel-knn", "--out", "o"])
+    assert (args.method, args.test_normal_dir) == ("pixel-knn", "t")
+    split = load_split("digits", [0], max_test=4)
+    for i, image in enumerate(split.test):
+        save_image(image, tmp_path / "imgs" / f"{i}.png")
+    for command in ("score", "predict"):
+        out = tmp_path / f"{command}.csv"
+        assert main([command, "--detector", str(trained), str(tmp_path / "imgs"), "--out", str(out)]) == 0
+    assert (tmp_path / "score.csv").read_text() == (tmp_path / "predict.csv").read_text()

@@ -114,7 +114,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
     g.add_argument("--normal-dir", help="--data folder: folder of normal training images")
     g.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: folder of anomalous test images (repeatable)")
-    g.add_argument("--test-normal-dir", help="--data folder: normal test images (default: hold out 20%% of --normal-dir)")
+    g.add_argument("--test-normal-dir", "--normal-test-dir", dest="test_normal_dir",
+                   help="--data folder: normal test images (default: hold out 20%% of --normal-dir); "
+                        "--normal-test-dir is anomalib's spelling")
     g.add_argument("--mask-dir", help="--data folder: ground-truth masks of the abnormal images (<stem>.png or "
                                       "<stem>_mask.png)")
 
@@ -598,10 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
-    p.add_argument("--method", default=None, choices=_method_names(), metavar="METHOD",
+    p.add_argument("--method", "--model", dest="method", default=None, choices=_method_names(), metavar="METHOD",
                    help="detector: " + ", ".join(_method_names()) + " (default: chosen by image size: "
-                        "cobra-patch above 32 px, cobra at 32 px and below; baselines, references and the "
-                        "paper's ablations train at the preset's budget)")
+                        "cobra-patch above 32 px, cobra-ensemble at 32 px and below; baselines, references and "
+                        "the paper's ablations train at the preset's budget); --model is anomalib's spelling")
     p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
                    help="share of the normal images held out to set the threshold (default: the preset's, 0.1); "
                         "train reports the false-positive interval this gives and warns when it is too few")
@@ -648,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "also serve as each other's surrogates")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("score", parents=[runtime], help="score image files or folders -> CSV (path, score, anomalous, normalized_score)",
+    p = sub.add_parser("score", aliases=["predict"], parents=[runtime], help="score image files or folders -> CSV (path, score, anomalous, normalized_score)",
                        description="Score images with a saved detector. Prints CSV with the anomaly score "
                                    "(higher = more anomalous), the decision at the detector's threshold and the normalised "
                                    "score (0 to 1, 0.5 at the threshold: sigmoid((score - threshold) / spread of "
@@ -702,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--normal-dir", help="--data folder: the normal training images")
     own.add_argument("--abnormal-dir", action="append", default=[], help="--data folder: anomalous test images "
                                                                          "(repeatable)")
-    own.add_argument("--test-normal-dir", help="--data folder: normal test images (default: some held out)")
+    own.add_argument("--test-normal-dir", "--normal-test-dir", dest="test_normal_dir",
+                     help="--data folder: normal test images (default: some held out)")
     own.add_argument("--mask-dir", help="--data folder: defect masks")
     p.add_argument("--out", help="folder for cells/, runs/ and the tables (default: runs/benchmark/SUITE)")
     p.add_argument("--methods", type=_csv_list, help="only these methods, e.g. cobra,csi,knn")
