@@ -357,3 +357,34 @@ def test_anomalib_spellings_are_aliases(trained, tmp_path):
         out = tmp_path / f"{command}.csv"
         assert main([command, "--detector", str(trained), str(tmp_path / "imgs"), "--out", str(out)]) == 0
     assert (tmp_path / "score.csv").read_text() == (tmp_path / "predict.csv").read_text()
+
+
+def test_score_streams_in_batches_and_skip_bad_scores_what_it_can(trained, tmp_path, capsys):
+    split = load_split("digits", [0], max_test=7)
+    for i, image in enumerate(split.test):
+        save_image(image, tmp_path / "imgs" / f"{i}.png")
+    outs = {}
+    for batch in ("1", "3", "32"):
+        outs[batch] = tmp_path / f"b{batch}.csv"
+        assert main(["score", "--detector", str(trained), str(tmp_path / "imgs"), "--batch-size", batch,
+                     "--out", str(outs[batch])]) == 0
+    tables = {b: list(csv.DictReader(path.open())) for b, path in outs.items()}
+    for other in ("1", "3"):  # the same rows; float32 sums may differ in the last digit between batch sizes
+        assert [r["path"] for r in tables[other]] == [r["path"] for r in tables["32"]]
+        assert all(abs(float(r["score"]) - float(s["score"])) <= 1e-4 * max(1.0, abs(float(s["score"])))
+                   for r, s in zip(tables[other], tables["32"]))
+    (tmp_path / "imgs" / "3.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    refused = tmp_path / "refused.csv"
+    assert main(["score", "--detector", str(trained), str(tmp_path / "imgs"), "--out", str(refused)]) == 2
+    assert "3.png" in capsys.readouterr().err and not refused.exists()
+    kept = tmp_path / "kept.csv"
+    assert main(["score", "--detector", str(trained), str(tmp_path / "imgs"), "--skip-bad", "--batch-size", "3",
+                 "--out", str(kept)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and "3.png" in err and "1 of 7 images could not be scored" in err
+    rows = list(csv.DictReader(kept.open()))
+    expected = [r for r in tables["32"] if not r["path"].endswith("3.png")]
+    assert [r["path"] for r in rows] == [r["path"] for r in expected]
+    assert all(abs(float(r["score"]) - float(s["score"])) <= 1e-4 * max(1.0, abs(float(s["score"])))
+               for r, s in zip(rows, expected))

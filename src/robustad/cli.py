@@ -321,7 +321,8 @@ def cmd_evaluate(args) -> int:
 def cmd_score(args) -> int:
     import torch
 
-    from robustad.data.folder import load_images
+    from robustad.data.folder import image_files, load_images, read_image
+    from robustad.errors import DataError, InputError
     from robustad.methods.registry import load_detector
 
     target = _output_file(args.out) if args.out else None
@@ -332,13 +333,27 @@ def cmd_score(args) -> int:
         _hold(target.parent, "score", f".{target.name}{LOCK_FILE}")
     detector = load_detector(args.detector)
     size = detector.image_size_[0] if args.resize else None
-    images, files = [], []
-    for item in args.images:  # each a file or a folder
-        x, f = load_images(item, size=size, channels=args.channels)
-        images.append(x)
-        files += f
-    # scored group by group: folders may differ in size, and score() says what to do about it
-    scores = torch.cat([detector.score(x).cpu() for x in images])
+    groups = [image_files(item) for item in args.images]  # each a file or a folder; all checked before any work
+    files, chunks, skipped = [], [], []
+    # read and scored a batch at a time, so memory stays bounded however many images there are
+    for paths in groups:
+        for start in range(0, len(paths), args.batch_size):
+            batch = paths[start:start + args.batch_size]
+            if not args.skip_bad:
+                x, _ = load_images(batch, size=size, channels=args.channels)
+                chunks.append(detector.score(x).cpu())
+                files += batch
+                continue
+            for path in batch:  # one at a time, so one bad file costs only itself
+                try:
+                    chunks.append(detector.score(read_image(path, size=size, channels=args.channels)[None]).cpu())
+                    files.append(path)
+                except (DataError, InputError) as err:
+                    skipped.append((path, err))
+    if not files:
+        raise RobustADError(f"none of the {len(skipped)} images could be scored (first: {skipped[0][0]}: "
+                            f"{skipped[0][1]})")
+    scores = torch.cat(chunks)
     broken = (~torch.isfinite(scores)).nonzero().flatten().tolist()
     if broken:
         raise RobustADError(
@@ -354,6 +369,11 @@ def cmd_score(args) -> int:
     if not calibrated:
         print(f"note: {args.detector} has no threshold (fitted without held-out normal images), so the anomalous "
               "and normalized_score columns are empty; re-train with --holdout 0.2 to get one", file=sys.stderr)
+    for path, err in skipped:
+        print(f"skipped {path}: {err}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} of {len(skipped) + len(files)} images could not be scored (listed above) and are not "
+              "in the CSV", file=sys.stderr)
     if target is None:
         _write_csv(sys.stdout, rows)
         return 0
@@ -660,6 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV file (default: standard output)")
     p.add_argument("--resize", action="store_true", help="resize images to the detector's training size")
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="images read and scored at once (memory grows with it; default 32)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="score what can be read and list the files that could not (default: refuse the whole run)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("demo", parents=[runtime], help="surface-inspection demo: the default detector, its non-robust twin and the "

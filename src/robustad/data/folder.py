@@ -17,7 +17,7 @@ from PIL import Image
 
 from robustad.errors import DataError, InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_images", "read_image", "read_mask", "save_image"]
+__all__ = ["IMAGE_EXTENSIONS", "image_files", "list_images", "load_images", "read_image", "read_mask", "save_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
@@ -58,6 +58,11 @@ def list_images(directory: PathLike) -> list[Path]:
                         f"{f' and so are {len(broken) - 1} more' if len(broken) > 1 else ''}; fix or remove "
                         "the link, then run again")
     return sorted(p for p in named if p.is_file())
+
+
+def image_files(paths_or_dir: PathLike | Iterable[PathLike]) -> list[Path]:
+    """The image files a folder, a file or a list of files stands for, checked to exist (nothing is read)."""
+    return _resolve_paths(paths_or_dir)
 
 
 def _resolve_paths(paths_or_dir: PathLike | Iterable[PathLike]) -> list[Path]:
