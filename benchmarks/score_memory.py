@@ -5,8 +5,10 @@
 Writes `--images` colour PNGs of `--side` px (smooth random fields, so the files stay small on disk)
 into a temporary folder, trains the default detector for 64 px images on 40 of them resized to
 64 px (`robustad train --image-size 64`, a few steps: memory, not accuracy, is measured), then
-runs `robustad score --resize` over all of them in a child process and prints that process's peak
-resident memory (its own ru_maxrss) and wall time.
+runs `robustad score` over all of them at full size (the detector resizes them to 64 px itself;
+`--resize` shrinks each as it is read instead) in a child process, and prints that process's peak
+resident memory (its own ru_maxrss) and wall time. `--batch-size 0` leaves the option out, for
+a robustad from before score streamed (run with PYTHONPATH pointing at its src/).
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--side", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=32, help="score's --batch-size")
+    p.add_argument("--batch-size", type=int, default=8, help="score's --batch-size (0: leave the option out)")
+    p.add_argument("--resize", action="store_true",
+                   help="pass score --resize (each image shrunk as it is read); default: the detector resizes "
+                        "full-size images itself, the case that used to hold every image at full size")
     p.add_argument("--method", default=None, help="detector to train (default: robustad's default for 64 px)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,15 +68,18 @@ def main() -> None:
         if trained.returncode != 0:
             sys.exit(f"training failed: {trained.stderr.strip().splitlines()[-1]}")
         started = time.perf_counter()
-        scored = robustad("score", "--detector", str(root / "det"), str(root / "images"), "--resize",
-                          "--batch-size", str(args.batch_size), "--out", str(root / "scores.csv"))
+        resize = ["--resize"] if args.resize else []
+        batch = ["--batch-size", str(args.batch_size)] if args.batch_size else []  # 0: a robustad without the option
+        scored = robustad("score", "--detector", str(root / "det"), str(root / "images"), *resize, *batch,
+                          "--out", str(root / "scores.csv"))
         seconds = time.perf_counter() - started
         lines = scored.stderr.strip().splitlines()
         if scored.returncode != 0:
             sys.exit(f"scoring failed: {lines[-2] if len(lines) > 1 else lines}")
         peak_kb = int(lines[-1])
         rows = len((root / "scores.csv").read_text().splitlines()) - 1
-        print(json.dumps({"images": args.images, "side": args.side, "batch_size": args.batch_size, "rows": rows,
+        print(json.dumps({"images": args.images, "side": args.side, "resize": args.resize, "batch_size": args.batch_size,
+                          "rows": rows,
                           "peak_rss_mb": round(peak_kb / 1024),
                           "score_seconds": round(seconds, 1), "writing_images_seconds": round(written, 1)}))
 

@@ -680,8 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV file (default: standard output)")
     p.add_argument("--resize", action="store_true", help="resize images to the detector's training size")
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert images to 1 or 3 channels")
-    p.add_argument("--batch-size", type=_positive_int, default=32,
-                   help="images read and scored at once (memory grows with it; default 32)")
+    p.add_argument("--batch-size", type=_positive_int, default=8,
+                   help="images read and scored at once (memory grows with it and with the images' size; default 8)")
     p.add_argument("--skip-bad", action="store_true",
                    help="score what can be read and list the files that could not (default: refuse the whole run)")
     p.set_defaults(func=cmd_score)
