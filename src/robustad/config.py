@@ -50,7 +50,6 @@ def format_eps(eps: float) -> str:
     return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:.4g}"
 
 
-
 # upper bounds on sizes a config (or an edited detector.json) may ask for, so that no file can make
 # robustad allocate without limit; each is far above what the presets use
 MAX_IMAGE_SIZE = 4096  # pixels per side after resizing
@@ -62,6 +61,7 @@ MAX_SCORE_VIEWS = 64
 def check_upper_bound(name: str, value: int | None, limit: int) -> None:
     if value is not None and value > limit:
         raise ConfigError(f"{name} is {value}, above the largest robustad accepts ({limit}); use a smaller value")
+
 
 @dataclass
 class ModelConfig:

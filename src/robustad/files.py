@@ -30,11 +30,16 @@ LOCK_FILE = ".robustad.lock"  # in an output folder while a command writes there
 TEMP_SUFFIX = ".tmp"
 
 
+# the errors a user fixes outside robustad (free space, permissions); any other OSError keeps its own traceback
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+_PERMISSION_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def _output_error(target: Path, err: OSError) -> OutputError:
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+    if err.errno in _DISK_ERRORS:
         return OutputError(f"no space left to write {target}; free some disk space and run again "
                            "(files written before are unchanged)")
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if err.errno in _PERMISSION_ERRORS:
         return OutputError(f"cannot write {target}: permission denied; choose a folder you can write to")
     return OutputError(f"cannot write {target}: {err.strerror or err}; check the folder and run again")
 
@@ -61,11 +66,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", newline: str | No
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except OSError as err:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        raise _output_error(target, err) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        # only a full disk or a refused write becomes a one-line error; an OSError from the caller's own
+        # code inside the block (reading some other file, say) is not about this target
+        if isinstance(err, OSError) and err.errno in (*_DISK_ERRORS, *_PERMISSION_ERRORS):
+            raise _output_error(target, err) from err
         raise
 
 

@@ -29,8 +29,8 @@ MAX_CELL_BYTES = 16 << 20
 def read_cell(path: Path) -> dict[str, Any]:
     """One cell's result file, checked for the fields every reader needs; a damaged one is a one-line error."""
     try:
-        if path.stat().st_size > MAX_CELL_BYTES:
-            raise ValueError(f"{path.stat().st_size:,} bytes, more than a cell file ever holds")
+        if (size := path.stat().st_size) > MAX_CELL_BYTES:
+            raise ValueError(f"{size:,} bytes, more than a cell file ever holds")
         record = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or not isinstance(record.get("cell"), dict):
             raise ValueError("not a cell record")

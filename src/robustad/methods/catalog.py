@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from robustad.errors import ConfigError
 
-__all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "PATCH_REFERENCE_MIN_SIDE", "DETECTOR_CLASSES", "MethodSpec", "build_detector",
-           "default_method", "detector_class", "method_spec"]
+__all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "PATCH_REFERENCE_MIN_SIDE", "DETECTOR_CLASSES",
+           "MethodSpec", "build_detector", "default_method", "detector_class", "method_spec"]
 
 # detector kind -> (module, class), imported when first needed so that the CLI starts fast
 DETECTOR_CLASSES: dict[str, tuple[str, str]] = {

@@ -30,9 +30,8 @@ from robustad.methods.base import BaseDetector
 CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "detector.safetensors"
 META_FILE = "detector.json"
-
-
 MAX_META_BYTES = 16 << 20  # a detector.json is a few kilobytes
+
 
 def library_versions() -> dict[str, str]:
     import kornia
@@ -232,8 +231,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             f"{path} is not a robustad detector: it needs {META_FILE} and {WEIGHTS_FILE} "
             "(as written by save() or `robustad train`)"
         )
-    if meta_path.stat().st_size > MAX_META_BYTES:
-        raise CheckpointError(f"{meta_path} is {meta_path.stat().st_size:,} bytes, far more than a detector.json "
+    if (size := meta_path.stat().st_size) > MAX_META_BYTES:
+        raise CheckpointError(f"{meta_path} is {size:,} bytes, far more than a detector.json "
                               "holds; the checkpoint is corrupt: copy it again or re-train")
     try:
         meta = json.loads(meta_path.read_text())

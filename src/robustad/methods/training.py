@@ -1,8 +1,8 @@
 """The training loop shared by every method: SGD with warm-up + cosine, atomic checkpoints, resume.
 
 A checkpoint is one safetensors file (model, optimiser and RNG tensors) whose metadata holds the
-loop's JSON state, so writing it with robustad.files.atomic_write is atomic: a run killed at any moment resumes
-from the last complete checkpoint.
+loop's JSON state, so writing it with robustad.files.atomic_write is atomic: a run killed at any
+moment resumes from the last complete checkpoint.
 
 Inside ``training_deadline(t)`` a run stops cleanly at an epoch boundary, checkpoint written,
 rather than start an epoch it would not finish by time t (judged by the last epoch's length),
