@@ -124,3 +124,11 @@ def test_two_scores_into_one_csv_are_refused_but_other_csvs_in_the_folder_are_no
     assert "in use by another robustad command" in capsys.readouterr().err
     assert main(["score", "--detector", str(folder), str(images), "--out", str(tmp_path / "b.csv")]) == 0
     assert sorted(os.listdir(tmp_path)) == [".a.csv.robustad.lock", "b.csv"]
+
+
+def test_an_unrelated_oserror_inside_the_block_is_not_blamed_on_the_target(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(FileNotFoundError):
+        with atomic_open(target) as handle:
+            handle.write((tmp_path / "missing-input.txt").read_text())
+    assert os.listdir(tmp_path) == []
