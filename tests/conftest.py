@@ -31,3 +31,23 @@ def fitted_cobra(digits_split):
 
     torch.manual_seed(0)
     return Cobra.from_preset("cpu-small", overrides=TINY).fit(digits_split.train, progress=False)
+
+
+def _reseal(folder, meta=None):
+    """Write detector.json (meta, or the file's own) with its checksums recomputed: a detector edited on purpose
+    and made to look consistent, so that a test reaches the check behind the checksum."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from robustad.methods.checkpoint import seal_meta
+
+    folder = Path(folder)
+    meta = json.loads((folder / "detector.json").read_text()) if meta is None else meta
+    weights = hashlib.sha256((folder / "detector.safetensors").read_bytes()).hexdigest()
+    (folder / "detector.json").write_text(json.dumps(seal_meta(meta, weights)))
+
+
+@pytest.fixture
+def reseal():
+    return _reseal

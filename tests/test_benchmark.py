@@ -373,7 +373,7 @@ def test_benchmark_on_your_own_folders_runs_the_default_cobra_and_the_references
     plan = capsys.readouterr().out
     for method in ("cobra-ensemble", "cobra", "pixel-knn", "image-stats"):  # 8 px images: the small-image default
         assert f"folder-good-{method}-s0: to run" in plan
-    assert "pixel-patch-knn" not in plan  # 8 px: one patch is the whole image, pixel-knn already covers it
+    assert "pixel-patch" not in plan  # 8 px: one patch is the whole image, pixel-knn already covers it
     assert main([*argv[:-1], "--methods", "pixel-knn,image-stats", "--max-test", "20", "--in-process"]) == 0
     cells = {p.stem: json.loads(p.read_text()) for p in (out / "cells").glob("*.json")}
     assert set(cells) == {"folder-good-pixel-knn-s0", "folder-good-image-stats-s0"}

@@ -77,6 +77,42 @@ def test_score_replaces_an_old_csv_whole(trained, images, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial file left
 
 
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_a_full_disk_mid_run_is_one_line_and_leaves_no_partial_files(command, trained, images, tmp_path, capsys,
+                                                                     monkeypatch):
+    import errno
+
+    import robustad.files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier result")
+    monkeypatch.setattr(robustad.files.os, "fsync", full)
+    argv = {"train": ["train", "--data", "digits", "--normal-class", "0", "--out", str(out / "det"), "--quiet", *TINY_SET],
+            "score": ["score", "--detector", str(trained), str(images), "--out", str(out / "s.csv")]}[command]
+    _fails(argv, "free some disk space", capsys)
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert (out / "keep.txt").read_text() == "earlier result"
+    assert not any(name.endswith(robustad.files.TEMP_SUFFIX) or name.endswith("s.csv") for name in left), left
+
+
+def test_a_file_name_that_is_not_utf8_is_scored_and_written_with_escapes(trained, images, tmp_path, capsys):
+    import os
+
+    odd = os.fsdecode(bytes(images) + b"/caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    shutil.copy(images / "0.png", odd)
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--detector", str(trained), str(images), "--out", str(out)]) == 0
+    assert "not valid UTF-8" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 5 and any(r["path"].endswith("caf\\xe9.png") for r in rows)
+    assert main(["score", "--detector", str(trained), str(images)]) == 0  # to stdout as well
+    assert "caf\\xe9.png" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "score"])
 def test_an_unwritable_out_is_refused_before_any_work(command, trained, images, capsys, monkeypatch):
     import robustad.pipeline
@@ -211,7 +247,7 @@ def test_one_folder_in_two_roles_is_refused(roles, match, images, tmp_path, caps
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
-def test_an_edited_threshold_that_is_not_finite_is_refused_on_load(trained, tmp_path, value):
+def test_an_edited_threshold_that_is_not_finite_is_refused_on_load(trained, tmp_path, value, reseal):
     copy = tmp_path / "det"
     shutil.copytree(trained, copy)
     meta = copy / "detector.json"
@@ -219,6 +255,9 @@ def test_an_edited_threshold_that_is_not_finite_is_refused_on_load(trained, tmp_
     threshold = json.loads(text)["threshold"]
     meta.write_text(text.replace(f'"threshold": {json.dumps(threshold)}', f'"threshold": {value}', 1))
     assert f'"threshold": {value}' in meta.read_text()
+    with pytest.raises(CheckpointError, match="does not match its own checksum"):
+        load_detector(copy)
+    reseal(copy)  # the checksum made to match: the threshold's own check still holds
     with pytest.raises(CheckpointError, match="threshold must be a finite number"):
         load_detector(copy)
 
@@ -258,19 +297,18 @@ def _edit(meta, path, value):
     (("config", "model", "width"), 10**7, "model.width is 10000000, above the largest robustad accepts"),
     (("config", "score", "views"), 10**6, "score.views is 1000000, above the largest"),
 ])
-def test_sizes_in_an_edited_detector_json_are_bounded_before_anything_is_built(trained, tmp_path, path, value, match):
+def test_sizes_in_an_edited_detector_json_are_bounded_before_anything_is_built(trained, tmp_path, path, value, match,
+                                                                               reseal):
     copy = tmp_path / "det"
     shutil.copytree(trained, copy)
     meta = json.loads((copy / "detector.json").read_text())
     _edit(meta, path, value)
-    (copy / "detector.json").write_text(json.dumps(meta))
+    reseal(copy, meta)  # checksums made to match: the bounds must hold on their own
     with pytest.raises(CheckpointError, match=match):
         load_detector(copy)
 
 
-def test_deeply_nested_json_and_weights_that_do_not_fit_together_are_refused(trained, tmp_path):
-    import hashlib
-
+def test_deeply_nested_json_and_weights_that_do_not_fit_together_are_refused(trained, tmp_path, reseal):
     from safetensors.torch import load_file, save_file
 
     nested = tmp_path / "nested"
@@ -283,9 +321,7 @@ def test_deeply_nested_json_and_weights_that_do_not_fit_together_are_refused(tra
     tensors = load_file(str(bank / "detector.safetensors"))
     tensors["bank"] = torch.randn(3, 7)  # another shape, with the checksum recomputed to match
     save_file(tensors, str(bank / "detector.safetensors"))
-    meta = json.loads((bank / "detector.json").read_text())
-    meta["weights_sha256"] = hashlib.sha256((bank / "detector.safetensors").read_bytes()).hexdigest()
-    (bank / "detector.json").write_text(json.dumps(meta))
+    reseal(bank)
     with pytest.raises(CheckpointError, match="weights do not fit together"):
         load_detector(bank)
 

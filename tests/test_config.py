@@ -69,3 +69,33 @@ def test_config_round_trips_through_dict():
     config = CobraConfig.from_preset("cpu-small")
     assert CobraConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
     assert "adversarial.eps" in config_keys()
+
+
+def test_hostile_config_files_are_refused_before_they_are_expanded(tmp_path):
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f'{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},'
+              f'*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]' for i in range(8)]
+    bomb.write_text("\n".join(lines) + "\n")  # 10 * 9^8: about 430 million strings once expanded
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="anchors or aliases"):
+        CobraConfig.from_yaml(bomb)
+    assert time.perf_counter() - started < 5
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="bytes; a robustad config"):
+        CobraConfig.from_yaml(big)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: {epochs: [1\n")
+    with pytest.raises(ConfigError, match="is not valid YAML") as err:
+        CobraConfig.from_yaml(broken)
+    assert "\n" not in str(err.value)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("train:\n  device: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        CobraConfig.from_yaml(latin)
+    good = tmp_path / "good.yaml"
+    good.write_text("base: cpu-small\ntrain:\n  epochs: 2\n")
+    assert CobraConfig.from_yaml(good).train.epochs == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -364,8 +365,13 @@ def cmd_score(args) -> int:
     # the normalised score of BaseDetector.normalized_score, from the scores already computed
     scale = getattr(detector, "score_scale_", 1.0) or 1.0
     normalized = torch.sigmoid((scores.double() - threshold) / scale).tolist() if calibrated else [None] * len(files)
-    rows = [[str(f), f"{s:.6g}", int(s > threshold) if calibrated else "", f"{n:.6f}" if n is not None else ""]
-            for f, s, n in zip(files, scores.tolist(), normalized)]
+    names = [_csv_path(f) for f in files]
+    rows = [[name, f"{s:.6g}", int(s > threshold) if calibrated else "", f"{n:.6f}" if n is not None else ""]
+            for name, s, n in zip(names, scores.tolist(), normalized)]
+    escaped = sum(name != str(f) for name, f in zip(names, files))
+    if escaped:
+        print(f"note: {escaped} file name(s) are not valid UTF-8; the CSV writes their odd bytes as \\xNN escapes "
+              "(rename the files to get their names as they are)", file=sys.stderr)
     if not calibrated:
         print(f"note: {args.detector} has no threshold (fitted without held-out normal images), so the anomalous "
               "and normalized_score columns are empty; re-train with --holdout 0.2 to get one", file=sys.stderr)
@@ -384,6 +390,17 @@ def cmd_score(args) -> int:
         _write_csv(out, rows)
     print(f"{len(files)} images scored -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _csv_path(path) -> str:
+    """A path as CSV text: names that are not valid UTF-8 (bytes Python keeps as surrogates) get \\xNN escapes
+    instead of failing the whole write."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _write_csv(out, rows: list[list]) -> None:
@@ -720,7 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     own = p.add_argument_group("your own data (instead of --suite)")
     own.add_argument("--data", choices=_dataset_names(), metavar="NAME",
                      help="benchmark on this data set: the default detector for its image size, cobra and the reference "
-                          "detectors pixel-knn, pixel-patch-knn (images of 16 px and more) and image-stats (or "
+                          "detectors pixel-knn, pixel-patch-knn and pixel-patch-density (images of 16 px and more) and "
+                          "image-stats (or "
                           "--methods), attacked as in the validation suite")
     own.add_argument("--root", help="where the data set's files are (mvtec, visa, dagm, ...)")
     own.add_argument("--category", type=_csv_list, help="categories (or normal classes) to run, e.g. bottle,screw "

@@ -222,10 +222,13 @@ class CobraConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
+        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {size:,} bytes; a robustad config is a few hundred "
+                              f"(the limit is {MAX_CONFIG_BYTES:,}): point --preset at the right file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+            data = load_yaml(path.read_text(), f"config file {path}") or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
         return cls.from_dict(_resolve_base(data, str(path), ()), source=str(path))
 
     @classmethod
@@ -242,11 +245,31 @@ class CobraConfig:
         return CobraConfig.from_dict(data, source="overrides")
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load, refusing anchors and aliases: a config never needs them, and a few nested
+    aliases expand to billions of strings (a "billion laughs" file) once anything walks the result."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(f"{source} uses YAML anchors or aliases (&name / *name), which robustad configs "
+                                  "do not accept: write the values out")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InvalidYAMLError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
+class InvalidYAMLError(ConfigError):
+    """Text that does not parse as YAML (an override's value is then taken as a plain string)."""
+
+
 def _preset_data(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
     if name not in list_presets():
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
     text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
-    return _resolve_base(yaml.safe_load(text) or {}, f"preset {name}", (*chain, name))
+    return _resolve_base(load_yaml(text, f"preset {name}") or {}, f"preset {name}", (*chain, name))
 
 
 def _resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> dict[str, Any]:
@@ -314,8 +337,8 @@ def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, 
             raise ConfigError(f"override {item!r} must look like section.field=value, e.g. train.epochs=5")
         key, raw = item.split("=", 1)
         try:
-            parsed[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            parsed[key.strip()] = load_yaml(raw, f"override {key.strip()}")
+        except InvalidYAMLError:
             parsed[key.strip()] = raw
     return parsed
 

@@ -69,7 +69,7 @@ def test_save_and_load_give_identical_scores(fitted_cobra, digits_split, tmp_pat
     assert meta["config"]["model"]["width"] == 4 and "torch" in meta["library_versions"]
 
 
-def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
+def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra, reseal):
     with pytest.raises(CheckpointError, match="not a robustad detector"):
         Cobra.load(tmp_path)
     fitted_cobra.save(tmp_path / "det")
@@ -83,6 +83,9 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
     wider = json.loads(json.dumps(meta))
     wider["config"]["model"]["width"] = 8
     meta_path.write_text(json.dumps(wider))
+    with pytest.raises(CheckpointError, match="detector.json does not match its own checksum"):
+        Cobra.load(tmp_path / "det")
+    reseal(tmp_path / "det", wider)
     with pytest.raises(CheckpointError, match="does not match the config"):
         Cobra.load(tmp_path / "det")
 
@@ -105,8 +108,15 @@ def test_load_refuses_what_is_not_a_checkpoint(tmp_path, fitted_cobra):
     with pytest.raises(CheckpointError, match="does not match the checksum in detector.json"):
         Cobra.load(tmp_path / "det")
 
+    meta_path.write_text(json.dumps({**meta, "threshold": meta["threshold"] + 1}))  # a plausible edit
+    with pytest.raises(CheckpointError, match="does not match its own checksum"):
+        Cobra.load(tmp_path / "det")
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("weights_sha256", "detector_sha256")}))
+    with pytest.raises(CheckpointError, match="has no checksum"):  # an older save: refused, not trusted
+        Cobra.load(tmp_path / "det")
+
     weights.write_bytes(b"garbage")
-    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "weights_sha256"}))  # an older save
+    reseal(tmp_path / "det", meta)
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         Cobra.load(tmp_path / "det")
 

@@ -84,7 +84,7 @@ def test_save_and_load_give_identical_scores(svdd, digits_split, tmp_path):
     assert meta["config"]["model"]["rep_dim"] == 16
 
 
-def test_load_refuses_a_cobra_checkpoint_and_a_mismatched_config(svdd, fitted_cobra, tmp_path):
+def test_load_refuses_a_cobra_checkpoint_and_a_mismatched_config(svdd, fitted_cobra, tmp_path, reseal):
     fitted_cobra.save(tmp_path / "cobra")
     with pytest.raises(CheckpointError, match="holds a 'cobra' checkpoint, not a 'deep-svdd' one"):
         DeepSVDD.load(tmp_path / "cobra")
@@ -92,7 +92,7 @@ def test_load_refuses_a_cobra_checkpoint_and_a_mismatched_config(svdd, fitted_co
     meta_path = tmp_path / "svdd" / "detector.json"
     meta = json.loads(meta_path.read_text())
     meta["config"]["model"]["width"] = 8
-    meta_path.write_text(json.dumps(meta))
+    reseal(tmp_path / "svdd", meta)
     with pytest.raises(CheckpointError, match="does not match the config"):
         DeepSVDD.load(tmp_path / "svdd")
 

@@ -112,3 +112,52 @@ def test_adaptive_attacks_cover_the_references(digits_split):
     stats = ImageStats(overrides=NO_HOLDOUT).fit(split.train)
     result = attack_adaptive(stats, split.test, split.test_labels, 0.2, steps=5)
     assert set(result.variants) == {"score"} and "smooth by construction" in result.skipped["lse:0.02"]
+
+
+def test_density_radii_are_each_entry_s_kth_neighbour_distance_with_a_floor():
+    from robustad.methods.patch_bank import DENSITY_FLOOR, density_radii
+
+    bank = torch.tensor([[0.0], [1.0], [3.0], [7.0], [7.0]])
+    r = density_radii(bank, 1, chunk_size=2)
+    nearest_other = torch.tensor([1.0, 1.0, 2.0, 0.0, 0.0])
+    floor = DENSITY_FLOOR * float(nearest_other.median())
+    assert torch.allclose(r, nearest_other.clamp_min(floor))  # the duplicates get the floor, not 0
+    assert torch.allclose(density_radii(bank, 2), torch.tensor([3.0, 2.0, 3.0, 4.0, 4.0]))
+
+
+def test_density_normalised_patch_knn_is_the_smallest_distance_ratio_and_round_trips(digits_split, tmp_path):
+    from robustad.attacks.adaptive import knn_surrogate
+    from robustad.methods.patch_bank import density_radii
+
+    train, x = digits_split.train, digits_split.test[:10]
+    det = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2, "bank_size": 10**6,
+                                   "density_k": 3, "chunk_size": 500}).fit(train)
+    bank = det.scorer.bank
+    r = density_radii(bank, 3)
+    q = F.unfold(x, 4, stride=2).transpose(1, 2)
+    brute = torch.stack([(torch.cdist(qi, bank) / r).min(dim=1).values.max() for qi in q])
+    assert torch.allclose(det.score(x), brute, atol=1e-4)
+    plain = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2, "bank_size": 10**6}).fit(train)
+    assert not torch.allclose(det.score(x), plain.score(x))
+    # the attacks' surrogate at temperature None is the score itself, normalisation included
+    assert torch.allclose(knn_surrogate(det.scorer, x), det.score(x), atol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    knn_surrogate(det.scorer, xg, temperature=0.05).sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+    det.save(tmp_path / "d")
+    loaded = load_detector(tmp_path / "d")
+    assert loaded.config.density_k == 3 and torch.allclose(loaded.score(x), det.score(x), atol=1e-6)
+    with pytest.raises(ConfigError, match="density_k"):
+        PixelPatchKNN(overrides={"density_k": -1})
+
+
+def test_density_radii_follow_a_bank_loaded_in_place(digits_split):
+    train = digits_split.train
+    det = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2, "density_k": 3,
+                                   "bank_size": 500}).fit(train)
+    other = PixelPatchKNN(overrides={**NO_HOLDOUT, "patch_size": 4, "patch_stride": 2, "density_k": 3,
+                                     "bank_size": 500, "seed": 1}).fit(train)
+    x = digits_split.test[:5]
+    before = det.score(x)
+    det.scorer.load_state_dict(other.scorer.state_dict())  # same shape, copied into the same tensor
+    assert torch.allclose(det.score(x), other.score(x), atol=1e-6) and not torch.allclose(before, other.score(x))

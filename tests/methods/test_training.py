@@ -81,6 +81,62 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
         train(objective, torch.rand(16, 1, 8, 8), config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
 
 
+def _rewrite(path, edit_tensors=None, edit_state=None, keep_checksum=True, recompute=False):
+    """Rewrite a training checkpoint with an edit, as a person or a broken tool might."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from robustad.methods.training import _state_digest
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = dict(handle.metadata())
+    tensors = load_file(str(path))
+    state = json.loads(meta["robustad_train_state"])
+    if edit_tensors:
+        edit_tensors(tensors)
+    if edit_state:
+        edit_state(state)
+    meta["robustad_train_state"] = json.dumps(state)
+    if recompute:
+        meta["robustad_train_sha256"] = _state_digest(tensors, meta["robustad_train_state"])
+    if not keep_checksum:
+        del meta["robustad_train_sha256"]
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _scale_one_weight(tensors):
+    key = next(k for k in tensors if k.startswith("model.") and tensors[k].is_floating_point())
+    tensors[key] = tensors[key] * 1.0001
+
+
+@pytest.mark.parametrize("edit, message", [
+    (dict(edit_tensors=_scale_one_weight), "do not match the checksum"),
+    (dict(edit_state=lambda s: s.update(epoch=99)), "do not match the checksum"),
+    (dict(keep_checksum=False), "has no checksum"),
+    (dict(edit_state=lambda s: s.update(epoch=99), recompute=True), "epoch 99 is not a whole number from 1"),
+    (dict(edit_state=lambda s: s.update(epoch=-5), recompute=True), "epoch -5"),
+    (dict(edit_state=lambda s: s.update(history="x"), recompute=True), "history should list"),
+    (dict(edit_state=lambda s: s.update(optimizer_scalars={"0.step": "many"}), recompute=True), "optimizer scalars"),
+    (dict(edit_tensors=lambda t: t.update({"rng.order": t["rng.order"][:7]}), recompute=True), "do not fit this run"),
+    (dict(edit_tensors=lambda t: t.pop("rng.generator"), recompute=True), "do not fit this run"),
+    (dict(edit_tensors=lambda t: t.update({k: v[:1] for k, v in t.items() if k.startswith("model.") and v.ndim > 1}),
+          recompute=True), "do not fit this run"),
+])
+def test_an_edited_or_damaged_training_checkpoint_is_refused_in_one_line(tmp_path, edit, message):
+    images = torch.rand(16, 1, 8, 8)
+    config, objective = _setup()
+    config.train.epochs = 2
+    train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+    _rewrite(tmp_path / CHECKPOINT_NAME, **edit)
+    config, objective = _setup()
+    config.train.epochs = 2
+    with pytest.raises(CheckpointError, match=message) as err:
+        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+    assert "\n" not in str(err.value) and "delete it" in str(err.value)
+
+
 def test_a_time_limit_pauses_at_epoch_boundaries_and_resuming_gives_the_same_weights(tmp_path):
     import time
 

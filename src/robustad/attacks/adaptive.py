@@ -106,12 +106,12 @@ def knn_surrogate_from_features(scorer, feats: torch.Tensor, temperature: float 
     k = min(scorer.k, bank.shape[0])
     if temperature is None:
         idx = scorer.nearest(q.detach(), k)
-        return (q.unsqueeze(1) - bank[idx]).norm(dim=2).mean(dim=1).view(n, p).amax(dim=1)
+        return _bank_distances(scorer, q, idx).mean(dim=1).view(n, p).amax(dim=1)
     if temperature <= 0:
         raise ConfigError(f"knn-soft temperature must be > 0, got {temperature}")
     kk = min(max(int(neighbours), k), bank.shape[0])
     idx = scorer.nearest(q.detach(), kk)  # [Q, kk], nearest first
-    dist = (q.unsqueeze(1) - bank[idx]).norm(dim=2)  # exact, with gradient to q
+    dist = _bank_distances(scorer, q, idx)  # exact, with gradient to q
     with torch.no_grad():
         real = dist[:, :k].mean(dim=1).view(n, p).amax(dim=1)
         t = (temperature * real).clamp_min(1e-12)  # [N]
@@ -122,6 +122,13 @@ def knn_surrogate_from_features(scorer, feats: torch.Tensor, temperature: float 
         patch = dist[:, :k].mean(dim=1)
     patch = patch.view(n, p)
     return t * (torch.logsumexp(patch / t[:, None], dim=1) - math.log(p))
+
+
+def _bank_distances(scorer, q: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    # the scorer's own distance (density-normalised where it is) when it has one
+    if hasattr(scorer, "distances_to"):
+        return scorer.distances_to(q, idx)
+    return (q.unsqueeze(1) - scorer.bank[idx]).norm(dim=2)
 
 
 @contextmanager

@@ -164,7 +164,7 @@ def own_data_suite(dataset: str, classes: list[str], data_args: dict[str, Any], 
     from robustad.methods.catalog import default_method
 
     default = default_method(image_side)
-    references = tuple(r for r in REFERENCES if not (r == "pixel-patch-knn" and image_side is not None
+    references = tuple(r for r in REFERENCES if not (METHODS[r].detector == "pixel-patch-knn" and image_side is not None
                                                      and image_side < PATCH_REFERENCE_MIN_SIDE))
     chosen = methods or tuple(dict.fromkeys((default, "cobra", *references)))
     validation = _suites()["validation"]

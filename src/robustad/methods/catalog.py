@@ -52,6 +52,9 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("pixel-knn", "pixel-knn", "reference: L2 distance to the nearest training image, on the pixels"),
     MethodSpec("pixel-patch-knn", "pixel-patch-knn", "reference: largest L2 distance of an image's 8x8 pixel "
                "patches to their nearest training patches (anomaly maps)"),
+    MethodSpec("pixel-patch-density", "pixel-patch-knn", "reference: pixel-patch-knn with each training patch's "
+               "distances divided by its distance to its 3rd-nearest training patch (local density, as in LOF)",
+               {"density_k": 3}),
     MethodSpec("image-stats", "image-stats", "reference: Mahalanobis distance of an image's mean and standard deviation"),
     MethodSpec("cobra-no-at", "cobra", "COBRA's loss without adversarial examples",
                {"adversarial.enabled": False}),
@@ -67,7 +70,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                {"loss.contrastive": "none"}, paper_name="L_CLS alone"),
 )}
 BASELINES = ("csi", "deep-svdd", "knn")
-REFERENCES = ("pixel-knn", "pixel-patch-knn", "image-stats")  # nothing learned: what every learned detector must beat
+REFERENCES = ("pixel-knn", "pixel-patch-knn", "pixel-patch-density", "image-stats")  # nothing learned: what every learned detector must beat
 # below this side an image is about one 8 px patch, and pixel-patch-knn only repeats pixel-knn
 PATCH_REFERENCE_MIN_SIDE = 16
 ABLATIONS = ("cobra-no-at", "at-cl", "at-supcon", "at-opposite", "at-cobra-no-cls", "at-cls")

@@ -216,10 +216,26 @@ def write_checkpoint(path: str | Path, state: dict[str, torch.Tensor], meta: dic
                                     f"{', ...' if len(broken) > 3 else ''}): training diverged; lower the learning "
                                     "rate (--set train.lr=...) and train again")
     weights = save_tensors(tensors)
-    meta = {**meta, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    meta = seal_meta({k: v for k, v in meta.items() if k != SEAL_KEY}, hashlib.sha256(weights).hexdigest())
     atomic_write(path / WEIGHTS_FILE, weights)
     atomic_write(path / META_FILE, json.dumps(meta, indent=2, default=float))
     return path
+
+
+SEAL_KEY = "detector_sha256"
+
+
+def _seal(meta: dict[str, Any]) -> str:
+    """sha256 of detector.json's content (every field but the seal itself, keys sorted), which includes the
+    weights' own sha256: one checksum over the whole detector."""
+    body = {k: v for k, v in meta.items() if k != SEAL_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=float).encode()).hexdigest()
+
+
+def seal_meta(meta: dict[str, Any], weights_sha256: str) -> dict[str, Any]:
+    """meta with the weights' checksum and the seal over both (as they will read back from JSON)."""
+    meta = json.loads(json.dumps({**meta, "weights_sha256": weights_sha256}, default=float))
+    return {**meta, SEAL_KEY: _seal(meta)}
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -263,8 +279,20 @@ def read_checkpoint(path: str | Path, method: str) -> tuple[dict[str, Any], dict
             f"{CHECKPOINT_FORMAT}. Re-train, or install the robustad version that wrote it."
         )
     _check_meta_fields(meta, path)
-    expected = meta.get("weights_sha256")  # absent in detectors saved before it was recorded
-    if expected is not None and sha256_file(path / WEIGHTS_FILE) != expected:
+    seal, expected = meta.get(SEAL_KEY), meta.get("weights_sha256")
+    if not isinstance(seal, str) or not isinstance(expected, str):
+        raise CheckpointError(
+            f"{path / META_FILE} has no checksum ({SEAL_KEY} and weights_sha256): it was saved by an earlier "
+            "robustad, before detectors carried one, or rewritten by hand. Re-train it (or load it with the robustad that saved it and "
+            "save it again)."
+        )
+    if _seal(meta) != seal:
+        raise CheckpointError(
+            f"{path / META_FILE} does not match its own checksum: it was edited or damaged after it was saved "
+            "(its threshold, config or statistics may no longer be the trained ones). Copy the folder again or "
+            "re-train."
+        )
+    if sha256_file(path / WEIGHTS_FILE) != expected:
         raise CheckpointError(
             f"{path / WEIGHTS_FILE} does not match the checksum in {META_FILE}: it was changed or damaged "
             "after it was saved (or the two files come from different saves). Copy the folder again or re-train."

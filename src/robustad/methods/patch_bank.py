@@ -5,6 +5,14 @@ keeps the bank (a greedy k-center coreset of the training patches), finds the ne
 entries of every patch and turns the distances into a score (the largest patch distance, or
 their mean) and into an anomaly map.
 
+Density normalisation (``density_k`` > 0): each bank entry j gets a radius r_j, its distance to
+its density_k-th nearest other entry, and a patch's distance to j counts as ||q - b_j|| / r_j
+(the nearest entry is the one with the smallest such ratio). A patch as far from a sparse,
+varied part of the normal data (bright stars, edges) as normal patches are from each other scores
+about 1, while the same distance from a dense, uniform part (a flat background) scores high: the
+idea of the local outlier factor. The radii are recomputed from the bank whenever it is set, so
+they are never stored and cannot disagree with it.
+
 The score is differentiable in x: the nearest bank entries are searched without gradients
 (chunked torch.cdist, bounded memory), then the distances to them are recomputed with gradients.
 That is the same function and the same (sub)gradient as a min over the whole bank.
@@ -18,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["AGGREGATES", "PatchBankScore", "greedy_coreset", "patch_grid", "upsample_map"]
+__all__ = ["AGGREGATES", "DENSITY_FLOOR", "PatchBankScore", "density_radii", "greedy_coreset", "patch_grid",
+           "upsample_map"]
 
 AGGREGATES = ("max", "mean")
 
@@ -75,20 +84,61 @@ def upsample_map(distances: torch.Tensor, size: tuple[int, int], sigma_at_64: fl
     return out
 
 
+# radii below this share of the median are raised to it: duplicate patches (a flat, saturated
+# background) would otherwise give a radius of 0 and an unbounded score
+DENSITY_FLOOR = 0.1
+
+
+@torch.no_grad()
+def density_radii(bank: torch.Tensor, k: int, chunk_size: int = 4096) -> torch.Tensor:
+    """[B] distance of each bank row to its k-th nearest other row (floored at DENSITY_FLOOR x median)."""
+    if bank.shape[0] < 2:
+        return torch.ones(bank.shape[0], device=bank.device, dtype=bank.dtype)
+    kk = min(k, bank.shape[0] - 1)
+    radii = []
+    for start in range(0, bank.shape[0], chunk_size):
+        d = torch.cdist(bank[start : start + chunk_size], bank)
+        radii.append(d.topk(kk + 1, dim=1, largest=False).values[:, kk])  # column 0 is the row itself
+    r = torch.cat(radii)
+    floor = DENSITY_FLOOR * float(r.median())
+    return r.clamp_min(floor if floor > 0 else 1e-6)
+
+
 class PatchBankScore(nn.Module):
     """x [N,C,H,W] -> anomaly score [N]: per patch, the mean distance to its k nearest bank entries;
     per image, the largest of those (aggregate "max", as PatchCore) or their mean ("mean")."""
 
     mode = "patch"
 
-    def __init__(self, k: int, chunk_size: int, bank_dim: int = 0, aggregate: str = "max"):
+    def __init__(self, k: int, chunk_size: int, bank_dim: int = 0, aggregate: str = "max", density_k: int = 0):
         super().__init__()
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
         self.k = k
         self.chunk_size = chunk_size
         self.aggregate = aggregate
+        self.density_k = int(density_k)
         self.register_buffer("bank", torch.zeros(0, bank_dim))
+        # per-entry divisor of distances (density normalisation); None = plain distances
+        self.bank_scale: torch.Tensor | None = None
+        self._scaled: tuple | None = None  # which bank (object, version, device) bank_scale was computed for
+
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Install a bank (and, with density normalisation, the radii that go with it)."""
+        self.bank = bank.contiguous()
+        self._scaled = None
+        self._ensure_scale()
+
+    def _ensure_scale(self) -> None:
+        # load_state_dict copies a bank in place and .to() moves it: both bypass set_bank, so the
+        # radii are recomputed whenever the bank is not the one they were computed for
+        if self.density_k <= 0:
+            self.bank_scale = None
+            return
+        key = (id(self.bank), self.bank._version, self.bank.device)
+        if self._scaled != key or self.bank_scale is None:
+            self.bank_scale = density_radii(self.bank, self.density_k, self.chunk_size)
+            self._scaled = key
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
@@ -96,7 +146,8 @@ class PatchBankScore(nn.Module):
     @torch.no_grad()
     def nearest(self, queries: torch.Tensor, k: int) -> torch.Tensor:
         """Indices [Q, k] of the k nearest bank rows, in blocks of chunk_size x chunk_size distances."""
-        bank, c = self.bank, self.chunk_size
+        self._ensure_scale()
+        bank, c, scale = self.bank, self.chunk_size, self.bank_scale
         out = []
         for qs in range(0, queries.shape[0], c):
             q = queries[qs : qs + c]
@@ -104,6 +155,8 @@ class PatchBankScore(nn.Module):
             best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
             for bs in range(0, bank.shape[0], c):
                 d = torch.cdist(q, bank[bs : bs + c])
+                if scale is not None:
+                    d = d / scale[bs : bs + c]
                 kk = min(k, d.shape[1])
                 d, i = d.topk(kk, dim=1, largest=False)
                 best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + kk), dim=1, largest=False)
@@ -118,7 +171,12 @@ class PatchBankScore(nn.Module):
         k = min(self.k, self.bank.shape[0])
         idx = self.nearest(q.detach(), k)  # [Q, k]
         # exact distances to the chosen neighbours, with gradients (to q only: the bank is fixed)
-        return (q.unsqueeze(1) - self.bank[idx]).norm(dim=2).mean(dim=1).view(n, p)
+        return self.distances_to(q, idx).mean(dim=1).view(n, p)
+
+    def distances_to(self, q: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """[Q, D] queries, [Q, K] bank indices -> [Q, K] distances (density-normalised when enabled)."""
+        d = (q.unsqueeze(1) - self.bank[idx]).norm(dim=2)
+        return d / self.bank_scale[idx] if self.bank_scale is not None else d
 
     def aggregate_patches(self, distances: torch.Tensor) -> torch.Tensor:
         return distances.amax(dim=1) if self.aggregate == "max" else distances.mean(dim=1)
@@ -139,6 +197,6 @@ class PatchBankScore(nn.Module):
         if bank_size is not None:
             size = min(size, bank_size)
         chosen = greedy_coreset(feats, size, projection_dim, seed)
-        self.bank = feats[chosen.to(feats.device)].contiguous()
+        self.set_bank(feats[chosen.to(feats.device)])
         return {"num_candidates": int(feats.shape[0]), "num_bank": int(self.bank.shape[0]),
                 "feature_dim": int(feats.shape[1])}

@@ -64,6 +64,7 @@ class ReferenceConfig(_ConfigMixin):
     patch_stride: int = 4  # pixel-patch-knn: pixels between neighbouring patches
     bank_size: int = 10000  # pixel-patch-knn: training patches kept (a seeded random subset)
     map_sigma: float = 2.0  # pixel-patch-knn: Gaussian blur of anomaly maps, pixels at a 64 px side
+    density_k: int = 0  # divide each bank entry's distances by its distance to its density_k-th nearest entry; 0 = off
     seed: int = 0  # the hold-out split
     device: str = "auto"
     score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
@@ -77,6 +78,8 @@ class ReferenceConfig(_ConfigMixin):
         if not (1 <= self.patch_stride <= self.patch_size <= 256):
             raise ConfigError(f"need 1 <= patch_stride <= patch_size <= 256, got patch_stride {self.patch_stride} "
                               f"and patch_size {self.patch_size}")
+        if not 0 <= self.density_k <= 1000:
+            raise ConfigError(f"density_k must be 0 (plain distances) to 1000, got {self.density_k}")
         if not 1 <= self.bank_size <= 10_000_000:
             raise ConfigError(f"bank_size must be between 1 and 10,000,000 patches, got {self.bank_size}")
         if not (math.isfinite(self.map_sigma) and self.map_sigma >= 0):
@@ -106,8 +109,8 @@ class PixelDistance(PatchBankScore):
     A patch bank whose one "patch" is the whole image, so the kNN attacks of the suite cover it.
     """
 
-    def __init__(self, downsample: int, k: int, chunk_size: int, bank_dim: int = 0):
-        super().__init__(k, chunk_size, bank_dim)
+    def __init__(self, downsample: int, k: int, chunk_size: int, bank_dim: int = 0, density_k: int = 0):
+        super().__init__(k, chunk_size, bank_dim, density_k=density_k)
         self.downsample = downsample
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,8 +124,9 @@ class PixelPatchDistance(PatchBankScore):
     """x -> the largest, over the image's patches, of a raw-pixel patch's L2 distance to its nearest
     training patch; anomaly_map gives those distances as a map at the input's resolution."""
 
-    def __init__(self, patch_size: int, stride: int, k: int, chunk_size: int, map_sigma: float, bank_dim: int = 0):
-        super().__init__(k, chunk_size, bank_dim)
+    def __init__(self, patch_size: int, stride: int, k: int, chunk_size: int, map_sigma: float, bank_dim: int = 0,
+                 density_k: int = 0):
+        super().__init__(k, chunk_size, bank_dim, density_k=density_k)
         self.patch_size, self.stride, self.map_sigma = patch_size, stride, map_sigma
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
@@ -231,10 +235,11 @@ class PixelKNN(_ReferenceDetector):
 
     def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
         c = self.config
-        return PixelDistance(c.downsample, c.k, c.chunk_size, bank_shape[1] if len(bank_shape) == 2 else 0)
+        return PixelDistance(c.downsample, c.k, c.chunk_size, bank_shape[1] if len(bank_shape) == 2 else 0,
+                             density_k=c.density_k)
 
     def _fill(self, train_x: torch.Tensor) -> None:
-        self.scorer.bank = self.scorer.embed(train_x).contiguous()
+        self.scorer.set_bank(self.scorer.embed(train_x))
 
 
 class PixelPatchKNN(AnomalyMaps, _ReferenceDetector):
@@ -245,7 +250,7 @@ class PixelPatchKNN(AnomalyMaps, _ReferenceDetector):
     def _make_scorer(self, channels: int, bank_shape: tuple[int, ...]) -> nn.Module:
         c = self.config
         return PixelPatchDistance(c.patch_size, c.patch_stride, c.k, c.chunk_size, c.map_sigma,
-                                  bank_shape[1] if len(bank_shape) == 2 else 0)
+                                  bank_shape[1] if len(bank_shape) == 2 else 0, density_k=c.density_k)
 
     def _fill(self, train_x: torch.Tensor) -> None:
         c = self.config

@@ -11,6 +11,7 @@ and raises TrainingPaused; the same call later resumes it. For batch jobs with a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -134,7 +135,8 @@ def train(
     if checkpoint_dir is not None:
         writable_folder(checkpoint_dir, "give the run another folder")
     if path is not None and path.exists():
-        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run)
+        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run,
+                                                        config.epochs)
         if log:
             log(f"resuming from {path} at epoch {start_epoch}/{config.epochs}")
 
@@ -231,19 +233,62 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
         "run": run,
         "optimizer_scalars": scalars,
     }
-    atomic_write(path, save_tensors(tensors, metadata={"robustad_train_state": json.dumps(state)}))
+    text = json.dumps(state)
+    atomic_write(path, save_tensors(tensors, metadata={"robustad_train_state": text,
+                                                       "robustad_train_sha256": _state_digest(tensors, text)}))
 
 
-def _load_checkpoint(path, net, optimizer, generator, order_generator, run):
+def _state_digest(tensors: dict[str, torch.Tensor], state_text: str) -> str:
+    """sha256 over every tensor (name, dtype, shape, bytes) and the state's JSON: any edit shows."""
+    h = hashlib.sha256(state_text.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _damaged(path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged or was edited ({what}); delete it to start the training over")
+
+
+def _check_state(path, state, total_epochs: int) -> None:
+    """The fields resume reads, with the types and ranges training can continue from."""
+    if not isinstance(state, dict):
+        raise _damaged(path, "its state is not a mapping")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= total_epochs:
+        raise _damaged(path, f"epoch {epoch!r} is not a whole number from 1 to this run's {total_epochs} epochs")
+    history = state.get("history")
+    if not isinstance(history, list) or len(history) != epoch or not all(isinstance(h, dict) for h in history):
+        raise _damaged(path, f"its history should list one mapping per finished epoch ({epoch})")
+    seconds = state.get("seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
+        raise _damaged(path, f"seconds {seconds!r} is not a time")
+    scalars = state.get("optimizer_scalars")
+    if not isinstance(scalars, dict) or not all(
+            re.fullmatch(r"\d+\.\w+", str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) for k, v in scalars.items()):
+        raise _damaged(path, "its optimizer scalars are not numbers keyed by parameter")
+
+
+def _load_checkpoint(path, net, optimizer, generator, order_generator, run, total_epochs: int):
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
-        state = json.loads(metadata["robustad_train_state"])
-    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
+        text = metadata["robustad_train_state"]
+        state = json.loads(text)
+    except (SafetensorError, KeyError, json.JSONDecodeError, RecursionError, OSError) as err:
         raise CheckpointError(
-            f"{path} is not a readable robustad training checkpoint ({err}); delete it to start over"
+            f"{path} is not a readable robustad training checkpoint ({type(err).__name__}: {err}); "
+            "delete it to start over"
         ) from None
+    expected = metadata.get("robustad_train_sha256")
+    if expected is None:
+        raise _damaged(path, "it has no checksum: an older robustad wrote it, or it was rewritten")
+    if _state_digest(tensors, text) != expected:
+        raise _damaged(path, "its weights or state do not match the checksum written with them")
     if state.get("run") != json.loads(json.dumps(run)):
         saved = state.get("run")
         what = summarize_changes(config_changes(saved, run)) if isinstance(saved, dict) else "an older robustad"
@@ -251,17 +296,22 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run):
             f"{path} belongs to another training run ({what}): other images, config or robustad "
             "version. Use a new output folder, or delete the checkpoint to start over"
         )
-    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    net.load_state_dict(model_state)
-    optimizer_state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
+    _check_state(path, state, total_epochs)
+    try:
+        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        net.load_state_dict(model_state)
+        optimizer_state = optimizer.state_dict()
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                optimizer_state["state"].setdefault(int(index), {})[name] = value
+        for key, value in state["optimizer_scalars"].items():
+            index, name = key.split(".", 1)
             optimizer_state["state"].setdefault(int(index), {})[name] = value
-    for key, value in state["optimizer_scalars"].items():
-        index, name = key.split(".", 1)
-        optimizer_state["state"].setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(optimizer_state)
-    generator.set_state(tensors["rng.generator"])
-    order_generator.set_state(tensors["rng.order"])
+        optimizer.load_state_dict(optimizer_state)
+        generator.set_state(tensors["rng.generator"])
+        order_generator.set_state(tensors["rng.order"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise _damaged(path, f"its tensors do not fit this run: {first}") from None
     return state["epoch"], state["history"], state["seconds"]

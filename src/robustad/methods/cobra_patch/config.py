@@ -58,6 +58,7 @@ class PatchScoreConfig(BaselineScoreConfig):
     projection_dim: int = 128  # random projection that speeds up coreset selection; 0 = none
     chunk_size: int = 4096
     map_sigma: float = 4.0  # Gaussian blur of anomaly maps, in pixels at a 64 px side (scaled)
+    density_k: int = 0  # divide each bank entry's distances by its distance to its density_k-th nearest entry; 0 = off
 
 
 def _patch_train_defaults() -> TrainConfig:
@@ -107,6 +108,8 @@ class PatchCobraConfig(_ConfigMixin):
             raise ConfigError(f"score.aggregate must be one of {', '.join(AGGREGATES)}, got {s.aggregate!r}")
         if s.k < 1:
             raise ConfigError(f"score.k must be >= 1, got {s.k}")
+        if not 0 <= s.density_k <= 1000:
+            raise ConfigError(f"score.density_k must be 0 (plain distances) to 1000, got {s.density_k}")
         if isinstance(s.coreset_fraction, bool) or not 0.0 < s.coreset_fraction <= 1.0:
             raise ConfigError(f"score.coreset_fraction must be in (0, 1], got {s.coreset_fraction}")
         for key in ("bank_size", "max_candidates"):

@@ -67,7 +67,7 @@ class PatchCobra(AnomalyMaps, BaseDetector):
 
     def _build(self, net: PatchTrunk, in_channels: int, image_size: tuple[int, int], device: torch.device) -> None:
         s = self.config.score
-        self.scorer = PatchScore(net, s.k, s.chunk_size, s.aggregate, s.map_sigma).to(device).eval()
+        self.scorer = PatchScore(net, s.k, s.chunk_size, s.aggregate, s.map_sigma, density_k=s.density_k).to(device).eval()
         self.in_channels_ = in_channels
         self.image_size_ = image_size
 

@@ -35,8 +35,9 @@ class PatchTrunk(torch.nn.Module):
 class PatchScore(PatchBankScore):
     """x -> anomaly score [N] (PatchBankScore) and anomaly maps [N, 1, H, W] at input resolution."""
 
-    def __init__(self, net: PatchTrunk, k: int, chunk_size: int, aggregate: str, map_sigma: float, bank_dim: int = 0):
-        super().__init__(k, chunk_size, bank_dim, aggregate)
+    def __init__(self, net: PatchTrunk, k: int, chunk_size: int, aggregate: str, map_sigma: float, bank_dim: int = 0,
+                 density_k: int = 0):
+        super().__init__(k, chunk_size, bank_dim, aggregate, density_k=density_k)
         self.net = net
         self.map_sigma = map_sigma
 
