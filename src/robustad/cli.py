@@ -738,8 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--data", choices=_dataset_names(), metavar="NAME",
                      help="benchmark on this data set: the default detector for its image size, cobra and the reference "
                           "detectors pixel-knn, pixel-patch-knn and pixel-patch-density (images of 16 px and more) and "
-                          "image-stats (or "
-                          "--methods), attacked as in the validation suite")
+                          "image-stats (or --methods), attacked as in the validation suite")
     own.add_argument("--root", help="where the data set's files are (mvtec, visa, dagm, ...)")
     own.add_argument("--category", type=_csv_list, help="categories (or normal classes) to run, e.g. bottle,screw "
                                                         "(default: every category found under --root)")
