@@ -23,6 +23,8 @@ def documented_commands(text: str) -> list[str]:
             line = line.strip()
             for prefix in PREFIXES:
                 line = line.removeprefix(prefix)
+            # torchrun's own options, up to the module or program it launches
+            line = re.sub(r"^torchrun .*?(?:-m robustad|--no-python \S*robustad) ", "robustad ", line)
             if line.startswith("robustad "):
                 commands.append(line)
     return commands

@@ -201,12 +201,21 @@ def _deadline(minutes: float | None) -> float | None:
     return None if minutes is None else time.time() + 60 * minutes
 
 
+def _training_device(config) -> str:
+    """The device a detector's config trains on (an ensemble's members share its overrides)."""
+    train = getattr(config, "train", None)
+    if train is not None:
+        return str(train.device)
+    return str((getattr(config, "overrides", None) or {}).get("train.device", "auto"))
+
+
 def cmd_train(args) -> int:
     from robustad.methods.checkpoint import calibration_summary
     from robustad.pipeline import choose_setup, load_data, resize_note, say, train_or_resume
 
+    from robustad import distributed
+
     out = _output_folder(args.out)
-    _hold(out, "training")
     spec = _spec(args)
     setup = choose_setup(spec, args.scale, args.preset, args.method)
     preset, method = setup.preset, setup.method
@@ -217,6 +226,9 @@ def cmd_train(args) -> int:
     from robustad.methods.catalog import build_detector
 
     config = build_detector(method, preset, args.set).config  # fail on a bad config before loading data
+    ctx = distributed.init_from_environment(_training_device(config))  # under torchrun: join the other ranks
+    if ctx is None or ctx.rank == 0:  # rank 0 writes for all ranks
+        _hold(out, "training")
     attack = _attack(args, config) if args.evaluate else None
     if spec.image_size is None and config.image_size is not None:
         spec.image_size = config.image_size  # resize while reading: large photographs never sit in memory
@@ -240,6 +252,10 @@ def cmd_train(args) -> int:
     say(f"{'loaded; it was trained' if finished_before else 'trained'} in {seconds:.0f} s{speed}; "
         f"threshold {detector.threshold_:.4g} at {detector.config.score.target_fpr:.0%} false positives")
     say(calibration_summary(detector))
+    if ctx is not None:
+        say(f"trained on {ctx.world_size} processes ({ctx.backend}); detector.json records it")
+        if ctx.rank != 0:
+            return 0
     if args.evaluate:
         from robustad.pipeline import evaluate_detectors
 
@@ -327,12 +343,20 @@ def cmd_score(args) -> int:
     from robustad.methods.registry import load_detector
 
     target = _output_file(args.out) if args.out else None
-    if target is not None and Path(args.detector).resolve() in target.resolve().parents:
+    if target is not None and args.detector and Path(args.detector).resolve() in target.resolve().parents:
         raise RobustADError(f"--out {target} lies inside the detector folder {args.detector}; write the scores "
                             "elsewhere, e.g. --out scores.csv")
+    if target is not None and args.onnx and target.resolve() == Path(args.onnx).resolve():
+        raise RobustADError(f"--out {target} is the ONNX model; write the scores elsewhere, e.g. --out scores.csv")
     if target is not None:
         _hold(target.parent, "score", f".{target.name}{LOCK_FILE}")
-    detector = load_detector(args.detector)
+    if args.onnx:
+        from robustad.export import OnnxDetector
+
+        detector = OnnxDetector(args.onnx, threads=args.thread_choice.threads)
+    else:
+        detector = load_detector(args.detector)
+    source = args.onnx or args.detector
     size = detector.image_size_[0] if args.resize else None
     groups = [image_files(item) for item in args.images]  # each a file or a folder; all checked before any work
     files, chunks, skipped = [], [], []
@@ -359,7 +383,7 @@ def cmd_score(args) -> int:
     if broken:
         raise RobustADError(
             f"the detector gave no finite score for {len(broken)} of {len(files)} images (first: {files[broken[0]]}); "
-            f"its weights are probably damaged: copy {args.detector} again or re-train it")
+            f"its weights are probably damaged: copy {source} again or re-train it")
     threshold = detector.threshold_
     calibrated = threshold is not None and threshold == threshold
     # the normalised score of BaseDetector.normalized_score, from the scores already computed
@@ -373,7 +397,7 @@ def cmd_score(args) -> int:
         print(f"note: {escaped} file name(s) are not valid UTF-8; the CSV writes their odd bytes as \\xNN escapes "
               "(rename the files to get their names as they are)", file=sys.stderr)
     if not calibrated:
-        print(f"note: {args.detector} has no threshold (fitted without held-out normal images), so the anomalous "
+        print(f"note: {source} has no threshold (fitted without held-out normal images), so the anomalous "
               "and normalized_score columns are empty; re-train with --holdout 0.2 to get one", file=sys.stderr)
     for path, err in skipped:
         print(f"skipped {path}: {err}", file=sys.stderr)
@@ -407,6 +431,31 @@ def _write_csv(out, rows: list[list]) -> None:
     writer = csv.writer(out)
     writer.writerow(["path", "score", "anomalous", "normalized_score"])
     writer.writerows(rows)
+
+
+def cmd_export(args) -> int:
+    from robustad.data.folder import image_files, load_images
+    from robustad.export import PARITY_TOLERANCE, export_onnx
+    from robustad.methods.registry import load_detector
+
+    target = _output_file(args.out)
+    if target.suffix.lower() != ".onnx":
+        raise RobustADError(f"--out {target}: name the model file with .onnx, e.g. --out model.onnx")
+    _hold(target.parent, "export", f".{target.name}{LOCK_FILE}")
+    detector = load_detector(args.detector)
+    check = None
+    if args.check_images:
+        files = image_files(args.check_images)[:args.max_check]
+        check, _ = load_images(files, size=detector.image_size_[0], channels=detector.in_channels_)
+        if tuple(check.shape[-2:]) != tuple(detector.image_size_):
+            raise RobustADError(f"--check-images: the images are {check.shape[-2]}x{check.shape[-1]}, the detector "
+                                f"takes {detector.image_size_[0]}x{detector.image_size_[1]}; give square images")
+    report = export_onnx(detector, target, check_images=check, source=args.detector)
+    print(f"exported the {detector.name} detector to {target} ({report.bytes / 1e6:.2f} MB, {report.seconds:.0f} s); "
+          f"onnxruntime's scores match PyTorch's within {report.max_rel_diff:.1g} on {report.images_checked} images "
+          f"(tolerance {PARITY_TOLERANCE:g})", file=sys.stderr)
+    print(target)
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -633,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "data set or folder; save it to --out. The data set's own preset is used unless "
                                    "--preset is given. Re-running the same command resumes an interrupted run; a "
                                    "finished detector in --out trained with another config is refused, not "
-                                   "overwritten.")
+                                   "overwritten. Under torchrun (torchrun --nproc-per-node N -m robustad train ...) "
+                                   "the processes train one detector together with DistributedDataParallel and "
+                                   "rank 0 writes it.")
     _add_data_args(p)
     p.add_argument("--preset", help="config preset name or YAML file (default: the data set's preset at --scale, "
                                      "e.g. mvtec-cpu; one chosen by image size for data sets without one)")
@@ -692,7 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(higher = more anomalous), the decision at the detector's threshold and the normalised "
                                    "score (0 to 1, 0.5 at the threshold: sigmoid((score - threshold) / spread of "
                                    "the held-out normals' scores)).")
-    p.add_argument("--detector", required=True, help="saved detector folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--detector", help="saved detector folder")
+    source.add_argument("--onnx", metavar="FILE", help="a detector exported by robustad export, run by onnxruntime")
     p.add_argument("images", nargs="+", help="image files and/or folders")
     p.add_argument("--out", help="CSV file (default: standard output)")
     p.add_argument("--resize", action="store_true", help="resize images to the detector's training size")
@@ -702,6 +755,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="score what can be read and list the files that could not (default: refuse the whole run)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", parents=[runtime], help="export a detector's whole scoring path to ONNX, checked against PyTorch",
+                       description="Write the detector's scoring path (channel handling, the resize when the detector "
+                                   "resizes, the network, the feature bank, the score, its normalisation and the "
+                                   "decision) as one ONNX graph, with the threshold in its metadata. Before writing, "
+                                   "onnxruntime's scores are compared with PyTorch's on noise images (and --check-images); "
+                                   "the file is written only if they agree within 1e-4 (relative, for scores above 1). Run it with robustad score --onnx.")
+    p.add_argument("detector", help="saved detector folder")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--check-images", metavar="PATH", help="image file or folder to compare the scores on as well")
+    p.add_argument("--max-check", type=_positive_int, default=16, help="images of --check-images used (default 16)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", parents=[runtime], help="surface-inspection demo: the default detector, its non-robust twin and the "
                                     "raw-pixel kNN, clean and under PGD, with anomaly maps",
@@ -809,7 +875,10 @@ def main(argv: list[str] | None = None) -> int:
             _apply_threads(args)
         return args.func(args)
     except TrainingPaused as paused:
-        print(f"paused: {paused}", file=sys.stderr)
+        from robustad.distributed import is_main
+
+        if is_main():  # under torchrun every rank pauses; one says so
+            print(f"paused: {paused}", file=sys.stderr)
         return PAUSED_EXIT_CODE
     except RobustADError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -817,9 +886,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (robustad score ... | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         _LOCKS.close()  # released also after an error or Ctrl-C; a killed process's lock is taken over
         _LOCKS = outer
+        if getattr(args, "command", None) == "train":
+            from robustad.distributed import shutdown
+
+            shutdown()
         if previous_threads is not None:  # callers that run main() in-process keep their own setting
             import torch
 

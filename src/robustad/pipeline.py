@@ -17,6 +17,7 @@ import torch
 from robustad.attacks.base import AttackConfig
 from robustad.config import format_eps
 from robustad.data.datasets import AnomalySplit
+from robustad import distributed
 from robustad.errors import CheckpointError, DataError
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
@@ -25,7 +26,8 @@ from robustad.methods.checkpoint import META_FILE, library_versions
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if distributed.is_main():  # under torchrun, rank 0 speaks for all
+        print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -199,7 +201,8 @@ def train_or_resume(
         log(f"found a finished detector in {out} with this config; loading it instead of training again")
         return load_detector(out)
     detector.fit(train_images, run_dir=out, progress=progress, log=log)
-    detector.save(out)
+    if distributed.is_main():  # under torchrun the ranks hold the same detector; rank 0 writes it
+        detector.save(out)
     return detector
 
 

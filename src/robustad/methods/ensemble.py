@@ -186,6 +186,9 @@ class Ensemble(BaseDetector):
             "train_seconds": sum(float(i.get("train_seconds") or i.get("fit_seconds") or 0.0) for i in infos),
             "fit_seconds": time.perf_counter() - started,
         }
+        trained_apart = [i["distributed"] for i in infos if i.get("distributed")]
+        if trained_apart:  # the members that train under torchrun share its process group
+            self.fit_info_["distributed"] = trained_apart[0]
         return self
 
     def _assemble(self, in_channels: int, image_size: tuple[int, int]) -> None:

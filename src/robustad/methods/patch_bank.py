@@ -146,15 +146,20 @@ class PatchBankScore(nn.Module):
     @torch.no_grad()
     def nearest(self, queries: torch.Tensor, k: int) -> torch.Tensor:
         """Indices [Q, k] of the k nearest bank rows, in blocks of chunk_size x chunk_size distances."""
-        self._ensure_scale()
+        exporting = torch.compiler.is_exporting()
+        if not exporting:  # an exported graph keeps the radii computed before export as constants
+            self._ensure_scale()
         bank, c, scale = self.bank, self.chunk_size, self.bank_scale
         out = []
-        for qs in range(0, queries.shape[0], c):
-            q = queries[qs : qs + c]
+        # an exported graph must not depend on the number of queries: there, whole batches at once
+        # (robustad.export's runtime feeds it a few images at a time), the bank still in blocks
+        for q in ([queries] if exporting else queries.split(c)):
             best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
             best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
             for bs in range(0, bank.shape[0], c):
-                d = torch.cdist(q, bank[bs : bs + c])
+                # cdist picks its algorithm by the number of rows; an exported graph cannot, so it is told
+                d = torch.cdist(q, bank[bs : bs + c], compute_mode="use_mm_for_euclid_dist") if exporting \
+                    else torch.cdist(q, bank[bs : bs + c])
                 if scale is not None:
                     d = d / scale[bs : bs + c]
                 kk = min(k, d.shape[1])

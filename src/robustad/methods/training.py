@@ -7,6 +7,10 @@ moment resumes from the last complete checkpoint.
 Inside ``training_deadline(t)`` a run stops cleanly at an epoch boundary, checkpoint written,
 rather than start an epoch it would not finish by time t (judged by the last epoch's length),
 and raises TrainingPaused; the same call later resumes it. For batch jobs with a wall-time limit.
+
+Under torchrun (robustad.distributed) every rank walks the same epoch order and takes its share of
+each global batch of train.batch_size images; DistributedDataParallel averages the gradients; rank
+0 writes the checkpoint, with every rank's random-generator state, so a resumed run is the same run.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from safetensors.torch import save as save_tensors
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
+from robustad import distributed
 from robustad.config import DEVICE_PATTERN, TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
 from robustad.files import atomic_write
@@ -72,6 +77,7 @@ class TrainReport:
     images_per_second: float  # normal images consumed per second of training
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    distributed: dict | None = None  # world size, backend and BatchNorm handling when trained under torchrun
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,14 +123,22 @@ def train(
     of the images); a checkpoint in checkpoint_dir resumes only a run with the same one.
     """
     run = run or {}
+    ctx = distributed.current()
+    rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
+    if world > 1:
+        run = {**run, "world_size": world}  # a checkpoint resumes only with as many ranks as wrote it
     net = objective.net.to(device)
     optimizer = make_optimizer(net, config)
     num_images = images.shape[0]
     batch_size = min(config.batch_size, num_images)
+    if batch_size < world:
+        raise ConfigError(f"a batch of {batch_size} images cannot be shared by {world} processes; "
+                          "raise train.batch_size or launch fewer")
     steps_per_epoch = config.steps_per_epoch or max(1, num_images // batch_size)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    # rank 0 draws what a single process would; the others their own views, shifts and PGD starts
+    generator = torch.Generator(device=device).manual_seed(config.seed + 1_000_003 * rank)
     order_generator = torch.Generator().manual_seed(config.seed)
 
     start_epoch, history, seconds = 0, [], 0.0
@@ -136,15 +150,51 @@ def train(
         writable_folder(checkpoint_dir, "give the run another folder")
     if path is not None and path.exists():
         start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run,
-                                                        config.epochs)
-        if log:
+                                                        config.epochs, rank)
+        if log and rank == 0:
             log(f"resuming from {path} at epoch {start_epoch}/{config.epochs}")
 
     bar = tqdm(
         total=total_steps, initial=start_epoch * steps_per_epoch, desc="train", unit="step",
-        disable=not progress, file=sys.stderr, dynamic_ncols=True,
+        disable=not progress or rank != 0, file=sys.stderr, dynamic_ncols=True,
     )
     net.train()
+    if world > 1:
+        # every call of objective.net goes through DDP, so the loss's backward averages gradients
+        objective.net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    try:
+        start_epoch, history, seconds = _epochs(
+            objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
+            steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
+            rank, world, device)
+    finally:
+        objective.net = net
+    if world > 1:
+        if not distributed.same_parameters(net):
+            raise TrainingDivergedError(
+                "the processes ended training with different weights: this method's objective calls its network "
+                "in a way DistributedDataParallel does not see; train it in one process")
+        distributed.broadcast_buffers(net)
+    bar.close()
+    net.eval()
+    trained_steps = (config.epochs - start_epoch) * steps_per_epoch
+    return TrainReport(
+        epochs=config.epochs,
+        steps=total_steps,
+        seconds=seconds,
+        images_per_second=total_steps * batch_size / seconds if seconds > 0 else float("nan"),
+        history=history,
+        resumed_from_epoch=start_epoch if trained_steps < total_steps else 0,
+        distributed=ctx.describe() if ctx else None,
+    )
+
+
+def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
+            steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
+            rank, world, device):
+    """The epochs from start_epoch on; returns (start_epoch, history, seconds) for the report."""
+    num_images = images.shape[0]
     for epoch in range(start_epoch, config.epochs):
         order = _epoch_order(num_images, steps_per_epoch * batch_size, order_generator)
         sums: dict[str, float] = {}
@@ -153,7 +203,7 @@ def train(
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, warmup_steps, config.lr)
-            x = images[order[i * batch_size : (i + 1) * batch_size]].to(device, non_blocking=True)
+            x = images[order[i * batch_size : (i + 1) * batch_size][rank::world]].to(device, non_blocking=True)
             if hasattr(objective, "set_progress"):
                 objective.set_progress(step / total_steps)
             metrics = training_step(objective, optimizer, x, generator, f"epoch {epoch + 1}, step {i + 1}")
@@ -166,8 +216,10 @@ def train(
         last = epoch + 1 == config.epochs
         # the next epoch would end after the deadline if it takes as long as this one did
         pause = deadline is not None and not last and time.time() + (time.perf_counter() - started) > deadline
+        pause = not distributed.all_agree(not pause)  # one rank out of time pauses them all
         if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last or pause):
-            _save_checkpoint(path, net, optimizer, generator, order_generator, epoch + 1, history, seconds, run)
+            _save_checkpoint(path, net_of(objective), optimizer, generator, order_generator, epoch + 1, history,
+                             seconds, run, rank == 0)
         if pause:
             bar.close()
             raise TrainingPaused(
@@ -175,17 +227,13 @@ def train(
                 f"the checkpoint is {path}: run the same command again to continue from there",
                 epoch + 1, config.epochs, path,
             )
-    bar.close()
-    net.eval()
-    trained_steps = (config.epochs - start_epoch) * steps_per_epoch
-    return TrainReport(
-        epochs=config.epochs,
-        steps=total_steps,
-        seconds=seconds,
-        images_per_second=total_steps * batch_size / seconds if seconds > 0 else float("nan"),
-        history=history,
-        resumed_from_epoch=start_epoch if trained_steps < total_steps else 0,
-    )
+    return start_epoch, history, seconds
+
+
+def net_of(objective) -> torch.nn.Module:
+    """The network itself, whether or not DistributedDataParallel wraps it for training."""
+    net = objective.net
+    return net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
 
 
 def training_step(
@@ -197,7 +245,7 @@ def training_step(
 ) -> dict:
     """One optimiser step on the batch x (fp32: see benchmarks/gradient_precision.py); returns its metrics."""
     loss, metrics = objective.step(x, generator)
-    if not torch.isfinite(loss):
+    if not distributed.all_agree(bool(torch.isfinite(loss))):  # all ranks stop together
         raise TrainingDivergedError(
             f"training loss became {float(loss.detach())}{' at ' + where if where else ''} (that step was not applied); "
             "lower train.lr or check the input images"
@@ -214,7 +262,12 @@ def _epoch_order(num_images: int, needed: int, generator: torch.Generator) -> to
     return torch.cat([torch.randperm(num_images, generator=generator) for _ in range(repeats)])[:needed]
 
 
-def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, run):
+def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, run,
+                     write: bool = True):
+    """Write the checkpoint (on rank 0: write=True); under torchrun every rank must call this."""
+    states = distributed.gather_rows(generator.get_state().unsqueeze(0))  # one row per rank
+    if not write:
+        return
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     scalars = {}
@@ -224,7 +277,9 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
                 tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = value
-    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.generator"] = states[0][0]
+    for r, state in enumerate(states[1:], start=1):
+        tensors[f"rng.generator.rank{r}"] = state[0]
     tensors["rng.order"] = order_generator.get_state()
     state = {
         "epoch": epoch,
@@ -272,7 +327,7 @@ def _check_state(path, state, total_epochs: int) -> None:
         raise _damaged(path, "its optimizer scalars are not numbers keyed by parameter")
 
 
-def _load_checkpoint(path, net, optimizer, generator, order_generator, run, total_epochs: int):
+def _load_checkpoint(path, net, optimizer, generator, order_generator, run, total_epochs: int, rank: int = 0):
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -309,7 +364,7 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run, tota
             index, name = key.split(".", 1)
             optimizer_state["state"].setdefault(int(index), {})[name] = value
         optimizer.load_state_dict(optimizer_state)
-        generator.set_state(tensors["rng.generator"])
+        generator.set_state(tensors["rng.generator" if rank == 0 else f"rng.generator.rank{rank}"])
         order_generator.set_state(tensors["rng.order"])
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__

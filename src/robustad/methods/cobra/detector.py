@@ -151,6 +151,7 @@ class Cobra(BaseDetector):
             "train_seconds": self.train_report_.seconds,
             "train_images_per_second": self.train_report_.images_per_second,
             "history": self.train_report_.history,
+            **({"distributed": self.train_report_.distributed} if self.train_report_.distributed else {}),
         }
         return self
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustad import distributed
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms._common import shared_randomness
@@ -68,12 +69,10 @@ class ShiftScore(nn.Module):
         """Store the training bank and the per-shift weights (1 / training mean of each term)."""
         self.eval()
         device = self.bank.device
-        feats, logits = [], []
-        for start in range(0, images.shape[0], batch_size):
-            z, logit = self.shifted_features(images[start : start + batch_size].to(device))
-            feats.append(z)
-            logits.append(logit)
-        z, logit = torch.cat(feats, dim=1), torch.cat(logits, dim=1)  # [K, M, D], [K, M]
+        # under torchrun each rank computes its share of the batches and all ranks get the whole bank
+        parts = distributed.map_batches(lambda b: self.shifted_features(b.to(device)), images, batch_size, dims=(1, 1))
+        z = torch.cat([p[0] for p in parts], dim=1)  # [K, M, D]
+        logit = torch.cat([p[1] for p in parts], dim=1)  # [K, M]
         self.bank = torch.nn.functional.normalize(z, dim=2)
         self.similarity_weight = 1.0 / z.norm(dim=2).mean(dim=1).clamp_min(1e-8)
         mean_logit = logit.mean(dim=1)

@@ -1,0 +1,175 @@
+"""Training one detector on several processes with PyTorch's launcher (torchrun).
+
+``torchrun --nproc-per-node N -m robustad train ...`` sets RANK, WORLD_SIZE and the rendezvous in
+the environment; ``init_from_environment`` joins the process group (gloo on the CPU, NCCL on CUDA).
+Every rank loads the same data and computes the same epoch order; each takes its share of every
+global batch, DistributedDataParallel averages the gradients, and rank 0 alone writes files.
+Without torchrun (WORLD_SIZE unset or 1) nothing here changes what a run does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+
+from robustad.errors import ConfigError
+
+__all__ = [
+    "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree",
+    "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
+]
+
+# a rank that waits longer than this for the others gives up with an error instead of hanging
+TIMEOUT = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+
+    def describe(self) -> dict:
+        # BatchNorm normalises with each rank's own batch (no SyncBatchNorm: it has no CPU kernel, and
+        # per-rank statistics are what the tests can check); DDP broadcasts rank 0's running averages
+        return {"world_size": self.world_size, "backend": self.backend,
+                "batchnorm": "per-rank batch statistics, running statistics from rank 0"}
+
+
+def _env_int(name: str, environ) -> int | None:
+    text = environ.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} in the environment is not a whole number; "
+                          "launch with torchrun, which sets it") from None
+
+
+def init_from_environment(device: str = "cpu", environ=None) -> Context | None:
+    """Join the process group torchrun describes in the environment; None when not under torchrun.
+
+    device: the training device (config train.device); CUDA ranks use NCCL and their LOCAL_RANK's
+    GPU, CPU ranks gloo.
+    """
+    environ = os.environ if environ is None else environ
+    world = _env_int("WORLD_SIZE", environ)
+    if world is None or world <= 1:
+        return None
+    rank, local_rank = _env_int("RANK", environ), _env_int("LOCAL_RANK", environ) or 0
+    if rank is None or not 0 <= rank < world:
+        raise ConfigError(f"RANK={environ.get('RANK')!r} with WORLD_SIZE={world}: launch with torchrun")
+    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=TIMEOUT)
+    return current()
+
+
+def current() -> Context | None:
+    """The process group this process trains in, or None (a single process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return None
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0) or 0),
+                   dist.get_backend())
+
+
+def is_main() -> bool:
+    """True on rank 0 and in a single process: the process that writes files and prints."""
+    ctx = current()
+    return ctx is None or ctx.rank == 0
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _device_of(tensor: torch.Tensor) -> torch.device:
+    """NCCL moves CUDA tensors only; gloo CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def all_agree(flag: bool) -> bool:
+    """True when `flag` is true on every rank (every rank must call this together)."""
+    if current() is None:
+        return flag
+    t = torch.tensor([0.0 if flag else 1.0], device=_device_of(torch.empty(0)))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() == 0.0)
+
+
+def gather_rows(t: torch.Tensor, dim: int = 0) -> list[torch.Tensor]:
+    """Every rank's `t` (sizes along `dim` may differ between ranks), in rank order."""
+    ctx = current()
+    if ctx is None:
+        return [t]
+    device = _device_of(t)
+    local = t.detach().to(device).contiguous()
+    sizes = torch.tensor([local.shape[dim]], device=device)
+    all_sizes = [torch.zeros_like(sizes) for _ in range(ctx.world_size)]
+    dist.all_gather(all_sizes, sizes)
+    longest = int(max(s.item() for s in all_sizes))
+    pad_shape = list(local.shape)
+    pad_shape[dim] = longest - local.shape[dim]
+    padded = torch.cat([local, local.new_zeros(pad_shape)], dim=dim)
+    parts = [torch.empty_like(padded) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, padded)
+    return [p.narrow(dim, 0, int(s.item())).to(t.device) for p, s in zip(parts, all_sizes)]
+
+
+def map_batches(fn: Callable[[torch.Tensor], Sequence[torch.Tensor]], x: torch.Tensor, batch_size: int,
+                dims: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+    """[fn(batch) for batch in x.split(batch_size)], the batches shared out over the ranks.
+
+    fn returns a tuple of tensors whose batch dimensions are `dims`. Rank r computes batches r,
+    r + W, ...; the results are gathered so that every rank returns the whole list, as one process
+    would compute it (the batches are the same, so per-batch randomness is too).
+    """
+    batches = list(x.split(batch_size))
+    ctx = current()
+    if ctx is None or len(batches) < ctx.world_size:  # too few to share: every rank computes them all
+        return [tuple(fn(b)) for b in batches]
+    mine = [tuple(fn(batches[i])) for i in range(ctx.rank, len(batches), ctx.world_size)]
+    gathered = [gather_rows(torch.cat([m[j] for m in mine], dim=d), d) for j, d in enumerate(dims)]
+    out: list = [None] * len(batches)
+    for r in range(ctx.world_size):
+        owned = list(range(r, len(batches), ctx.world_size))
+        sizes = [batches[i].shape[0] for i in owned]
+        pieces = [g[r].split(sizes, dim=d) for g, d in zip(gathered, dims)]
+        for k, i in enumerate(owned):
+            out[i] = tuple(p[k] for p in pieces)
+    return out
+
+
+def same_parameters(module: torch.nn.Module) -> bool:
+    """Whether every rank holds the same parameters (a checksum compared across ranks)."""
+    if current() is None:
+        return True
+    with torch.no_grad():
+        total = sum((p.detach().double().sum() + p.detach().double().abs().sum()) for p in module.parameters())
+        t = torch.tensor([float(total)], dtype=torch.float64, device=_device_of(torch.empty(0)))
+    lo, hi = t.clone(), t.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    return bool(lo.item() == hi.item())
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics)."""
+    if current() is None:
+        return
+    for buffer in module.buffers():
+        device = _device_of(buffer)
+        moved = buffer.data.to(device)
+        dist.broadcast(moved, 0)
+        buffer.data.copy_(moved.to(buffer.device))
