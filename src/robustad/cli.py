@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import os
 import sys
 from collections import Counter
@@ -241,10 +242,15 @@ def cmd_train(args) -> int:
     if args.evaluate and len(split.test_labels) == 0:
         raise RobustADError("--evaluate needs a test set with anomalies; for --data folder pass --abnormal-dir")
     from robustad.methods.checkpoint import META_FILE
-    from robustad.methods.training import training_deadline
+    from robustad.methods.training import training_deadline, training_monitor
 
+    board = None
+    if args.tensorboard and (ctx is None or ctx.rank == 0):
+        from robustad.monitor import TensorBoardLog
+
+        board = _LOCKS.enter_context(TensorBoardLog(args.tensorboard))  # closed (flushed) however the command ends
     finished_before = (out / META_FILE).is_file()
-    with training_deadline(_deadline(args.time_limit)):
+    with training_deadline(_deadline(args.time_limit)), training_monitor(board.scalar if board else None):
         detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=method)
     info = detector.fit_info_
     seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
@@ -261,6 +267,11 @@ def cmd_train(args) -> int:
 
         report = evaluate_detectors({method: detector}, split, attack, out / "eval", title=split.describe())
         say(f"report: {report}")
+        if board is not None:  # the evaluation point: the end of training
+            result = json.loads((out / "eval" / "report.json").read_text())["methods"][method]
+            epochs = getattr(getattr(detector.config, "train", None), "epochs", 0)
+            board.scalar("eval/auroc_clean", result["auroc_clean"], epochs)
+            board.scalar("eval/auroc_attacked", result["auroc_attack"], epochs)  # at the attack report.json names
     print(out)
     return 0
 
@@ -692,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detector: " + ", ".join(_method_names()) + " (default: chosen by image size: "
                         "cobra-patch above 32 px, cobra-ensemble at 32 px and below; baselines, references and "
                         "the paper's ablations train at the preset's budget); --model is anomalib's spelling")
+    p.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard event files to DIR: loss terms and learning "
+                                                         "rate per step, epoch means, images/s, and with --evaluate the "
+                                                         "clean and attacked AUROC (tensorboard --logdir DIR)")
     p.add_argument("--holdout", type=_fraction, metavar="FRACTION",
                    help="share of the normal images held out to set the threshold (default: the preset's, 0.1); "
                         "train reports the false-positive interval this gives and warns when it is too few")

@@ -44,6 +44,20 @@ CHECKPOINT_NAME = "train_state.safetensors"
 
 # Unix time by which training should stop; wall-clock, so a parent process can hand it to a child.
 _DEADLINE: ContextVar[float | None] = ContextVar("robustad_training_deadline", default=None)
+# where the loop reports its scalars (tag, value, step), e.g. robustad.monitor.TensorBoardLog.scalar
+_MONITOR: ContextVar[Callable[[str, float, int], None] | None] = ContextVar("robustad_training_monitor", default=None)
+
+
+@contextmanager
+def training_monitor(report: Callable[[str, float, int], None] | None) -> Iterator[None]:
+    """Within this block, train() reports every step's loss terms and learning rate as train/NAME and
+    every epoch's means and images/s as epoch/NAME, with the global step (or epoch) as the step.
+    Under torchrun only rank 0 reports. None: no reports."""
+    token = _MONITOR.set(report)
+    try:
+        yield
+    finally:
+        _MONITOR.reset(token)
 
 
 @contextmanager
@@ -195,6 +209,7 @@ def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, h
             rank, world, device):
     """The epochs from start_epoch on; returns (start_epoch, history, seconds) for the report."""
     num_images = images.shape[0]
+    monitor = _MONITOR.get() if rank == 0 else None
     for epoch in range(start_epoch, config.epochs):
         order = _epoch_order(num_images, steps_per_epoch * batch_size, order_generator)
         sums: dict[str, float] = {}
@@ -209,10 +224,20 @@ def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, h
             metrics = training_step(objective, optimizer, x, generator, f"epoch {epoch + 1}, step {i + 1}")
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
+            if monitor is not None:
+                monitor("train/lr", optimizer.param_groups[0]["lr"], step + 1)
+                for key, value in metrics.items():
+                    monitor(f"train/{key}", value, step + 1)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.3f}")
         seconds += time.perf_counter() - started
         history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
+        if monitor is not None:
+            for key, value in history[-1].items():
+                if key != "epoch":
+                    monitor(f"epoch/{key}", value, epoch + 1)
+            monitor("epoch/images_per_second", steps_per_epoch * batch_size / max(1e-9, time.perf_counter() - started),
+                    epoch + 1)
         last = epoch + 1 == config.epochs
         # the next epoch would end after the deadline if it takes as long as this one did
         pause = deadline is not None and not last and time.time() + (time.perf_counter() - started) > deadline
