@@ -19,10 +19,8 @@ from typing import Any, Callable
 
 import torch
 
-from robustad.attacks.adaptive import attack_adaptive
-from robustad.attacks.autoattack import attack_apgd, attack_square
-from robustad.attacks.base import TARGETS, AttackConfig, as_logits, attack_gain
-from robustad.attacks.pgd import attack_pgd, attack_score
+from robustad.attacks.attack import ATTACKS, Transfer
+from robustad.attacks.base import TARGETS, AttackConfig, attack_gain
 from robustad.config import format_eps, parse_eps
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
@@ -369,26 +367,18 @@ class _Worst:
 def _run_attack(spec: AttackSpec, det, images, labels, eps, target, batch_size) -> tuple[dict[str, torch.Tensor], dict]:
     """{row name: perturbed images}, extra fields for the main row."""
     label = spec.label()
-    if spec.kind == "pgd":
-        config = AttackConfig(name="pgd", eps=eps, steps=spec.steps, restarts=spec.restarts, step_size=spec.step_size,
-                              target=target, seed=spec.seed, schedule=spec.schedule)
-        return {label: attack_pgd(as_logits(det), images, labels, config, batch_size=batch_size)}, {}
-    if spec.kind == "apgd":
-        return {label: attack_apgd(as_logits(det), images, labels, eps, target, steps=spec.steps,
-                                   restarts=spec.restarts, seed=spec.seed, batch_size=batch_size)}, {}
-    if spec.kind == "square":
-        return {label: attack_square(as_logits(det), images, labels, eps, target, queries=spec.queries,
-                                     restarts=spec.restarts, seed=spec.seed, batch_size=batch_size)}, {}
+    if spec.kind == "transfer":
+        raise ConfigError(f"attack kind {spec.kind!r} is not run per detector")
+    attack = ATTACKS[spec.kind].from_settings(det, spec, eps=eps, target=target, batch_size=batch_size)
+    x_adv = attack(images, labels)
     if spec.kind == "adaptive":
-        res = attack_adaptive(det, images, labels, eps, target, variants=tuple(spec.variants), steps=spec.steps,
-                              restarts=spec.restarts, schedule=spec.schedule, step_size=spec.step_size,
-                              eot_samples=spec.eot_samples, seed=spec.seed, batch_size=batch_size)
+        res = attack.result_
         outputs = {f"{label}:{name}": x for name, x in res.variants.items()}
         if not outputs:
             return {}, {"skipped": res.skipped}  # run_suite turns this into a note; no rows
-        outputs[label] = res.images
+        outputs[label] = x_adv
         return outputs, {"skipped": res.skipped} if res.skipped else {}
-    raise ConfigError(f"attack kind {spec.kind!r} is not run per detector")
+    return {label: x_adv}, {}
 
 
 def _note_adaptive_skipped(result: SuiteResult, method: str, spec: AttackSpec, skipped: dict[str, str]) -> None:
@@ -411,8 +401,8 @@ def _run_transfers(result, spec, detectors, surrogates, worsts, images, labels, 
     crafted: dict[str, tuple[Any, torch.Tensor, float]] = {}  # name -> (source detector, images, seconds)
     for source, sdet in surrogates.items():
         t = time.perf_counter()
-        x_adv = attack_score(sdet, images, labels, eps, target, steps=spec.steps, restarts=spec.restarts,
-                             schedule=spec.schedule, step_size=spec.step_size, seed=spec.seed, batch_size=batch_size)
+        x_adv = Transfer.from_settings(None, spec, surrogate=sdet, eps=eps, target=target, batch_size=batch_size)(
+            images, labels)
         crafted[source] = (sdet, x_adv, time.perf_counter() - t)
     # the other detectors' worst cases serve as sources too; snapshot them before transfers change them
     for other, worst in worsts.items():
