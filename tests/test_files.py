@@ -132,3 +132,24 @@ def test_an_unrelated_oserror_inside_the_block_is_not_blamed_on_the_target(tmp_p
         with atomic_open(target) as handle:
             handle.write((tmp_path / "missing-input.txt").read_text())
     assert os.listdir(tmp_path) == []
+
+
+def test_leftover_temporaries_of_a_killed_writer_are_cleared_and_nothing_else(tmp_path):
+    import json
+    import os
+    import socket
+
+    from robustad.files import LOCK_FILE, folder_lock
+
+    ours = [tmp_path / ".train_state.safetensors.ab12cd_9.tmp", tmp_path / ".detector.json.zzzzzzzz.tmp"]
+    others = [tmp_path / ".notes.tmp", tmp_path / ".data.bin.abcdefgh.tmp", tmp_path / "detector.json.abcdefgh.tmp",
+              tmp_path / ".scores.csv.live0000.tmp"]
+    for path in ours + others:
+        path.write_bytes(b"half")
+    (tmp_path / ".report.md.link0000.tmp").symlink_to(tmp_path / ".notes.tmp")
+    # a CSV another live command is writing (its own lock held by this process) keeps its temporary file
+    (tmp_path / f".scores.csv{LOCK_FILE}").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with folder_lock(tmp_path, "test"):
+        pass
+    assert not any(p.exists() for p in ours)
+    assert all(p.exists() for p in others) and (tmp_path / ".report.md.link0000.tmp").is_symlink()

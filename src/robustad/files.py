@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -23,11 +24,13 @@ from typing import IO
 
 from robustad.errors import OutputError
 
-__all__ = ["LOCK_FILE", "atomic_open", "atomic_write", "folder_lock", "lock_holder", "try_lock"]
+__all__ = ["LOCK_FILE", "atomic_open", "atomic_write", "folder_lock", "lock_holder", "remove_leftovers", "try_lock"]
 
 LOCK_FILE = ".robustad.lock"  # in an output folder while a command writes there
 
 TEMP_SUFFIX = ".tmp"
+# .NAME.XXXXXXXX.tmp from tempfile.mkstemp (8 characters of [a-z0-9_]), NAME a kind of file robustad writes
+_TEMP_NAME = re.compile(r"\.(?P<name>.+\.(?:json|safetensors|csv|md|png|onnx|txt))\.[a-z0-9_]{8}\.tmp")
 
 
 # the errors a user fixes outside robustad (free space, permissions); any other OSError keeps its own traceback
@@ -131,6 +134,26 @@ def try_lock(lock: Path) -> str | None:
     return "another process"
 
 
+def remove_leftovers(folder: Path, target: str | None = None) -> list[Path]:
+    """Delete atomic_open's temporary files in `folder` (only those for `target`, a file name, if given)
+    that no live robustad command is writing: a file's own lock (score's CSV) is checked, and the
+    caller holds the folder's. Links and folders are never touched."""
+    removed = []
+    pattern = f".{target}.*{TEMP_SUFFIX}" if target else f".*{TEMP_SUFFIX}"
+    for path in Path(folder).glob(pattern):
+        match = _TEMP_NAME.fullmatch(path.name)  # exactly what atomic_open names its files, for files robustad writes
+        if match is None or (target is not None and match["name"] != target):
+            continue
+        if not path.is_file() or path.is_symlink() or lock_holder(path.parent / f".{match['name']}{LOCK_FILE}"):
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass  # not ours to remove after all (permissions); it harms nothing
+    return removed
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike[str], what: str, name: str = LOCK_FILE) -> Iterator[Path]:
     """Hold ``folder/name`` while a command writes into folder; another writer is refused in one line."""
@@ -144,6 +167,8 @@ def folder_lock(folder: str | os.PathLike[str], what: str, name: str = LOCK_FILE
         raise OutputError(f"{folder} is in use by another robustad command ({holder}); wait for it to finish "
                           f"or choose another --out for this {what}")
     try:
+        # a writer killed mid-write (kill -9, power loss) left its temporary file; this lock's owner may clear it
+        remove_leftovers(lock.parent, None if name == LOCK_FILE else name[1:-len(LOCK_FILE)])
         yield lock
     finally:
         lock.unlink(missing_ok=True)
