@@ -392,3 +392,66 @@ def test_a_damaged_cell_file_is_named_in_one_line(tmp_path, capsys, content):
         assert main(["benchmark", "--suite", "cpu-quick", "--out", str(tmp_path), *extra]) == 2
         err = capsys.readouterr().err
         assert "mnist-3-cobra-s0.json is damaged" in err and "Traceback" not in err
+
+
+def test_cells_as_submitit_jobs_write_the_same_results(tmp_path):
+    from robustad.benchmark.launchers import SubmititLauncher
+
+    suite = _tiny_suite(methods=("cobra",)).select(classes=["0"])
+    launcher = SubmititLauncher(tmp_path, "local", cpus_per_cell=1, minutes=20)
+    outcome = run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher)
+    assert outcome["done"] == ["digits-0-cobra-s0"], outcome
+    assert json.loads((tmp_path / "submitit" / "status" / "digits-0-cobra-s0.json").read_text()) == {"exit": 0}
+    alone = run_benchmark(suite, tmp_path / "here", log=lambda m: None, in_process=True)
+    assert alone["done"] == ["digits-0-cobra-s0"]
+    job, here = (json.loads((d / "cells" / "digits-0-cobra-s0.json").read_text()) for d in (tmp_path, tmp_path / "here"))
+    for key in ("auroc_clean", "auroc_attack"):
+        assert job[key] == pytest.approx(here[key], abs=1e-6)
+    # the rerun finds the result and submits nothing
+    assert run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher)["skipped"] == ["digits-0-cobra-s0"]
+
+
+def test_a_job_that_ends_without_its_status_counts_as_failed(tmp_path):
+    from robustad.benchmark.launchers import _JobHandle
+
+    class Job:
+        def __init__(self, done):
+            self._done = done
+
+        def done(self):
+            return self._done
+
+    status = tmp_path / "s.json"
+    assert _JobHandle(Job(False), status).poll() is None
+    assert _JobHandle(Job(True), status).poll() == 1  # killed by the cluster before it could say
+    status.write_text('{"exit": 3}')
+    assert _JobHandle(Job(True), status).poll() == 3
+    status.write_text("{not json")
+    assert _JobHandle(Job(True), status).poll() == 1
+
+
+def test_local_cells_share_out_the_gpus():
+    from robustad.benchmark.launchers import LocalLauncher, visible_gpus
+
+    class Proc:
+        def __init__(self, running=True):
+            self.running = running
+
+        def poll(self):
+            return None if self.running else 0
+
+    launcher = LocalLauncher({}, gpus=["0", "1", "2"])
+    assert launcher.gpu_for_next() == "0"
+    launcher.busy = {Proc(): "0", Proc(): "1", Proc(running=False): "2"}
+    assert launcher.gpu_for_next() == "2"  # the only one with nothing running (a finished cell frees its GPU)
+    launcher.busy.update({Proc(): "2", Proc(): "0"})
+    assert launcher.gpu_for_next() == "1"  # 0 runs two cells, 1 and 2 one each: the first of the least busy
+    assert LocalLauncher({}, gpus=["0"]).gpu_for_next() is None
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "3, 5"}) == ["3", "5"] and visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_cluster_settings_without_submitit_are_refused(tmp_path, capsys):
+    from robustad.cli import main
+
+    assert main(["benchmark", "--suite", "cpu-quick", "--out", str(tmp_path / "b"), "--slurm-partition", "gpu"]) == 2
+    assert "settings of --submitit slurm" in capsys.readouterr().err

@@ -622,10 +622,23 @@ def cmd_benchmark(args) -> int:
         return 0
     elif not args.aggregate_only:
         cells = suite.cells()
+        launcher = None
+        if args.gpus_per_cell < 0:
+            raise RobustADError(f"--gpus-per-cell must be 0 or more, got {args.gpus_per_cell}")
+        if args.submitit:
+            if args.in_process:
+                raise RobustADError("--submitit runs each cell as a job; drop --in-process")
+            from robustad.benchmark.launchers import SubmititLauncher
+
+            launcher = SubmititLauncher(out, args.submitit, partition=args.slurm_partition,
+                                        gpus_per_cell=args.gpus_per_cell, cpus_per_cell=args.cpus_per_cell,
+                                        minutes=args.cell_minutes)
+        elif args.slurm_partition or args.gpus_per_cell:
+            raise RobustADError("--slurm-partition and --gpus-per-cell are settings of --submitit slurm")
         print(f"benchmark {suite.name}: {len(cells)} cells -> {out}/cells/ ({suite.description})", file=sys.stderr)
         outcome = run_benchmark(suite, out, log=lambda m: print(m, file=sys.stderr, flush=True),
                                 in_process=args.in_process, jobs=args.jobs, deadline=_deadline(args.time_limit),
-                                threads_per_cell=max(1, args.thread_choice.threads // args.jobs))
+                                threads_per_cell=max(1, args.thread_choice.threads // args.jobs), launcher=launcher)
         failed = outcome["failed"]
         unfinished = len(outcome["paused"]) + len(outcome["unstarted"])
         if outcome["busy"]:
@@ -853,7 +866,18 @@ def build_parser() -> argparse.ArgumentParser:
                         f"exit code {PAUSED_EXIT_CODE} if cells are left, and the same command goes on")
     p.add_argument("--jobs", type=_positive_int, default=1,
                    help="cells run at once, each with THREADS / JOBS torch threads (see --threads; default 1; on a "
-                        "2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster)")
+                        "2-core CPU, --jobs 2 got through COBRA cells ~1.15x faster; with several GPUs each cell "
+                        "gets the least busy one; with --submitit: cells queued at once)")
+    p.add_argument("--submitit", choices=["slurm", "local"],
+                   help="run each cell as a job through submitit: slurm (submit to the Slurm cluster this machine "
+                        "uses; --out must be on a file system the nodes share) or local (submitit's local executor, "
+                        "to try the set-up); job logs in OUT/submitit/")
+    p.add_argument("--slurm-partition", metavar="NAME", help="with --submitit slurm: the partition")
+    p.add_argument("--gpus-per-cell", type=int, default=0, metavar="N", help="with --submitit slurm: GPUs per job (default 0)")
+    p.add_argument("--cpus-per-cell", type=_positive_int, default=1, metavar="N",
+                   help="with --submitit: CPUs per job, and its torch threads (default 1)")
+    p.add_argument("--cell-minutes", type=_positive_int, default=24 * 60, metavar="MIN",
+                   help="with --submitit: a job's time limit (default 1440); a cell cut off resumes from its checkpoint")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="list, fetch or check data sets",

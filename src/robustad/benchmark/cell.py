@@ -1,4 +1,6 @@
-"""One benchmark cell in a fresh process: `python -m robustad.benchmark.cell SPEC_JSON`.
+"""One benchmark cell in a fresh process: `python -m robustad.benchmark.cell SPEC_JSON [--status FILE]`.
+
+--status: also write the exit code to FILE as {"exit": N} (a cluster job's launcher reads it there).
 
 A process per cell makes the reported peak memory the cell's own and keeps one cell's crash
 from taking the others down.
@@ -13,6 +15,7 @@ from pathlib import Path
 from robustad.benchmark.runner import CELL_PAUSED_EXIT_CODE, run_cell
 from robustad.benchmark.suites import BenchmarkSuite, Cell
 from robustad.errors import RobustADError, TrainingPaused
+from robustad.files import atomic_write
 from robustad.methods.training import training_deadline
 from robustad.evaluation.suite import AttackSpec
 
@@ -22,7 +25,18 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    spec = json.loads(argv[0])
+    status = Path(argv[2]) if len(argv) >= 3 and argv[1] == "--status" else None
+    code = 1
+    try:
+        code = _run(argv[0])
+        return code
+    finally:
+        if status is not None:
+            atomic_write(status, json.dumps({"exit": code}))
+
+
+def _run(spec_text: str) -> int:
+    spec = json.loads(spec_text)
     data = spec["suite"]
     data["attacks"] = tuple(AttackSpec(**{**a, "variants": tuple(a["variants"]),
                                           "eps": tuple(a["eps"]) if a.get("eps") else None}) for a in data["attacks"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -262,7 +260,8 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
 
 def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[str], None] = print,
                   in_process: bool = False, progress: bool = False, jobs: int = 1,
-                  deadline: float | None = None, threads_per_cell: int | None = None) -> dict[str, Any]:
+                  deadline: float | None = None, threads_per_cell: int | None = None,
+                  launcher=None) -> dict[str, Any]:
     """Run every cell without a current result file; return {done, skipped, failed, busy, paused, unstarted}.
 
     A result measured otherwise than the suite would measure it now is stale: trained with another
@@ -278,6 +277,10 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
     With a deadline (Unix time), no cell starts after it, and a cell's training stops at an epoch
     boundary rather than run past it (paused: its checkpoint resumes next time). A cell whose
     evaluation has begun runs to its end.
+
+    launcher: where the cell processes run (robustad.benchmark.launchers): by default here, one
+    process per cell and, with several GPUs, each on the least busy one; a SubmititLauncher submits
+    them to Slurm instead (then `jobs` is how many cells are queued at once).
     """
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
     if jobs < 1:
@@ -344,7 +347,10 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
             env["OMP_NUM_THREADS"] = str(threads_per_cell)
         elif jobs > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        running: dict[subprocess.Popen, Cell] = {}
+        from robustad.benchmark.launchers import LocalLauncher
+
+        launcher = launcher or LocalLauncher(env)
+        running: dict[Any, Cell] = {}
         started = time.perf_counter()
         while pending or running:
             while pending and len(running) < jobs:
@@ -353,20 +359,22 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
                     continue
                 spec = json.dumps({"suite": suite.to_dict(), "cell": asdict(cell), "out": str(out),
                                    "deadline": deadline})
-                running[subprocess.Popen([sys.executable, "-m", "robustad.benchmark.cell", spec], env=env)] = cell
-            finished = [p for p in running if p.poll() is not None]
+                running[launcher.start(cell.id, spec)] = cell
+            codes = {p: p.poll() for p in running}
+            finished = [p for p, code in codes.items() if code is not None]
             if not finished:
                 time.sleep(0.2)
                 continue
             for proc in finished:
                 cell = running.pop(proc)
                 release_cell(out, cell)
-                if proc.returncode == CELL_PAUSED_EXIT_CODE:
+                if codes[proc] == CELL_PAUSED_EXIT_CODE:
                     paused.append(cell.id)
                     continue
-                (done if proc.returncode == 0 else failed).append(cell.id)
-                if proc.returncode != 0:
-                    log(f"[{cell.id}] failed (exit code {proc.returncode}); its error is above. "
+                (done if codes[proc] == 0 else failed).append(cell.id)
+                if codes[proc] != 0:
+                    where = "above" if not hasattr(proc, "job") else f"in {launcher.folder}"
+                    log(f"[{cell.id}] failed (exit code {codes[proc]}); its error is {where}. "
                         "Re-running the command retries it.")
                 finished_count = len(done) + len(failed)
                 to_go = len(pending) + len(running)  # less any that another runner takes
