@@ -21,7 +21,7 @@ from robustad.errors import ConfigError
 
 __all__ = [
     "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree",
-    "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
+    "gather_contrastive", "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
 ]
 
 # a rank that waits longer than this for the others gives up with an error instead of hanging
@@ -149,6 +149,42 @@ def map_batches(fn: Callable[[torch.Tensor], Sequence[torch.Tensor]], x: torch.T
         for k, i in enumerate(owned):
             out[i] = tuple(p[k] for p in pieces)
     return out
+
+
+# instance ids of rank r are shifted by r * this, so that images of different ranks never share one
+INSTANCE_OFFSET = 1 << 24
+
+
+def gather_contrastive(z: torch.Tensor, batch):
+    """Every rank's features and tags, so that the contrastive loss sees the whole global batch's
+    negatives as one process would (SimCLR's global batch). z's gradient flows back through the
+    gather: all_gather's backward sums each rank's gradient for this rank's rows, and
+    DistributedDataParallel's mean over ranks then gives the single-process gradient.
+    `batch` has the fields images, instance_ids, shift_ids, view_ids, is_clean; a single process
+    (or ranks with unequal shares) get their own back unchanged."""
+    ctx = current()
+    if ctx is None:
+        return z, batch
+    sizes = gather_rows(torch.tensor([z.shape[0]], device=z.device))
+    if len({int(s.item()) for s in sizes}) != 1:
+        return z, batch  # all_gather needs equal shares: keep this rank's negatives only
+    from torch.distributed.nn.functional import all_gather as all_gather_with_grad
+
+    z_all = torch.cat(all_gather_with_grad(z.contiguous()))
+
+    def gathered(t: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        parts = [torch.empty_like(t) for _ in range(ctx.world_size)]
+        dist.all_gather(parts, (t + offset * ctx.rank).contiguous() if offset else t.contiguous())
+        return torch.cat(parts)
+
+    tags = type(batch)(
+        images=batch.images[:0],  # the loss reads tags only
+        instance_ids=gathered(batch.instance_ids, INSTANCE_OFFSET),
+        shift_ids=gathered(batch.shift_ids),
+        view_ids=gathered(batch.view_ids),
+        is_clean=gathered(batch.is_clean.to(torch.uint8)).bool(),
+    )
+    return z_all, tags
 
 
 def same_parameters(module: torch.nn.Module) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from robustad import distributed
 from robustad.config import AdversarialConfig, LossConfig
 from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
 from robustad.methods.cobra.loss import cobra_contrastive_loss, shift_classification_loss
@@ -96,7 +97,8 @@ class CobraObjective:
         if classification_batch is not None:
             images = torch.cat([images, classification_batch.images])
         out = self.net(images)
-        terms = self._contrastive(out.projection[:n], contrastive_batch)
+        z, tags = distributed.gather_contrastive(out.projection[:n], contrastive_batch)
+        terms = self._contrastive(z, tags)
         total = terms.total
         metrics = {"l_cl": float(terms.l_cl), "l_opp": float(terms.l_opp)}
         if self.loss_config.classification:
