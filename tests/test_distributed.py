@@ -65,6 +65,22 @@ def _helpers_on_two_ranks(rank: int, init_file: str) -> None:
             net.weight.fill_(1.0)
             net.bias.fill_(float(rank))
         assert not distributed.same_parameters(net)
+        # the contrastive loss's gather: whole global batch, instance ids kept apart, gradients back to each rank
+        from robustad.methods.cobra.objective import TaggedBatch
+
+        z = torch.full((3, 2), float(rank + 1), requires_grad=True)
+        ids = torch.tensor([0, 1, 1])
+        local = TaggedBatch(torch.zeros(3, 1, 2, 2), ids, torch.tensor([0, 1, 0]), torch.zeros(3, dtype=torch.long),
+                            torch.tensor([True, True, False]))
+        z_all, tags = distributed.gather_contrastive(z, local)
+        assert z_all.shape == (6, 2) and z_all[:3].eq(1).all() and z_all[3:].eq(2).all()
+        assert tags.instance_ids.tolist() == [0, 1, 1, *(i + distributed.INSTANCE_OFFSET for i in (0, 1, 1))]
+        assert tags.is_clean.tolist() == [True, True, False] * 2 and tags.shift_ids.tolist() == [0, 1, 0] * 2
+        weights = torch.arange(12.0).view(6, 2)
+        (z_all.pow(2) * weights).sum().backward()
+        # every rank computes the same loss, so each rank's rows get the sum over ranks: world x one process's
+        mine = weights[3 * rank:3 * rank + 3]
+        assert torch.allclose(z.grad, 2 * 2 * z.detach() * mine)
         bn = torch.nn.BatchNorm1d(2)
         bn.running_mean.fill_(float(rank + 3))
         distributed.broadcast_buffers(bn)
