@@ -397,18 +397,21 @@ def test_a_damaged_cell_file_is_named_in_one_line(tmp_path, capsys, content):
 def test_cells_as_submitit_jobs_write_the_same_results(tmp_path):
     from robustad.benchmark.launchers import SubmititLauncher
 
-    suite = _tiny_suite(methods=("cobra",)).select(classes=["0"])
+    suite = _tiny_suite(methods=("cobra",))  # two cells (digits 0 and 1), two submitit workers at once
+    ids = ["digits-0-cobra-s0", "digits-1-cobra-s0"]
     launcher = SubmititLauncher(tmp_path, "local", cpus_per_cell=1, minutes=20)
-    outcome = run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher)
-    assert outcome["done"] == ["digits-0-cobra-s0"], outcome
-    assert json.loads((tmp_path / "submitit" / "status" / "digits-0-cobra-s0.json").read_text()) == {"exit": 0}
+    outcome = run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher, jobs=2)
+    assert sorted(outcome["done"]) == ids, outcome
+    for cell in ids:
+        assert json.loads((tmp_path / "submitit" / "status" / f"{cell}.json").read_text()) == {"exit": 0}
     alone = run_benchmark(suite, tmp_path / "here", log=lambda m: None, in_process=True)
-    assert alone["done"] == ["digits-0-cobra-s0"]
-    job, here = (json.loads((d / "cells" / "digits-0-cobra-s0.json").read_text()) for d in (tmp_path, tmp_path / "here"))
-    for key in ("auroc_clean", "auroc_attack"):
-        assert job[key] == pytest.approx(here[key], abs=1e-6)
-    # the rerun finds the result and submits nothing
-    assert run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher)["skipped"] == ["digits-0-cobra-s0"]
+    assert sorted(alone["done"]) == ids
+    for cell in ids:
+        job, here = (json.loads((d / "cells" / f"{cell}.json").read_text()) for d in (tmp_path, tmp_path / "here"))
+        for key in ("auroc_clean", "auroc_attack"):
+            assert job[key] == pytest.approx(here[key], abs=1e-6), (cell, key)
+    # the rerun finds the results and submits nothing
+    assert sorted(run_benchmark(suite, tmp_path, log=lambda m: None, launcher=launcher)["skipped"]) == ids
 
 
 def test_a_job_that_ends_without_its_status_counts_as_failed(tmp_path):

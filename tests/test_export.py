@@ -108,13 +108,19 @@ def test_only_robustad_exports_are_run(tmp_path):
 
 
 def test_cli_export_then_score_with_onnxruntime(digits_split, tmp_path, capsys):
-    folder = tmp_path / "images"
+    """A user's own folder of normal images: train the default detector, score, export, score through onnxruntime."""
+    from tests.test_cli import TINY_SET
+
+    good, folder = tmp_path / "good", tmp_path / "images"
+    good.mkdir()
     folder.mkdir()
+    for i, image in enumerate(digits_split.train[:80]):
+        save_image(image, good / f"{i:03d}.png")
     for i in range(6):
         save_image(digits_split.test[i], folder / f"{i}.png")
     det_dir = tmp_path / "det"
-    assert main(["train", "--data", "digits", "--normal-class", "0", "--method", "pixel-knn", "--out", str(det_dir),
-                 "--quiet"]) == 0
+    tiny = TINY_SET[2:]  # the default method for 8 px images (the ensemble), at tiny settings
+    assert main(["train", "--data", "folder", "--normal-dir", str(good), "--out", str(det_dir), "--quiet", *tiny]) == 0
     model = tmp_path / "model.onnx"
     assert main(["export", str(det_dir), "--format", "onnx", "--out", str(model), "--check-images", str(folder)]) == 0
     assert "match PyTorch's" in capsys.readouterr().err
