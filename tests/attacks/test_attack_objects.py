@@ -88,3 +88,28 @@ def test_bad_inputs_are_refused_when_called(fitted_cobra, batch):
         atk(x * 3, y)
     with pytest.raises(InputError, match="N,C,H,W"):
         atk(x[0], y[:1])
+
+
+def test_a_new_attack_class_is_all_the_suite_needs(fitted_cobra, digits_split):
+    """Adding an attack: one class, registered by its kind; the suite runs it and counts it in the worst case."""
+    from robustad.evaluation.suite import AttackSpec, SuiteConfig, run_suite
+
+    class SignNoise(Attack, kind="test-sign-noise"):
+        """Every pixel moved by +-eps at random: a weak attack, enough to show the wiring."""
+
+        def __init__(self, detector, eps=8 / 255, target="both", seed=0, batch_size=256):
+            super().__init__(detector, eps, target, seed, batch_size)
+
+        def perturb(self, images, labels):
+            g = torch.Generator().manual_seed(self.seed)
+            signs = torch.randint(0, 2, images.shape, generator=g).float() * 2 - 1
+            return (images + self.eps * signs).clamp(0, 1)
+
+    try:
+        config = SuiteConfig(name="t", attacks=(AttackSpec("test-sign-noise"), AttackSpec("pgd", steps=2)))
+        x, y = digits_split.test[:30], digits_split.test_labels[:30]
+        result = run_suite({"cobra": fitted_cobra}, x, y, config)
+        noisy = result.auroc("cobra", "test-sign-noise")
+        assert 0 <= noisy <= 1 and result.auroc("cobra", "worst-case") <= min(noisy, result.auroc("cobra", "pgd-2x1"))
+    finally:
+        ATTACKS.pop("test-sign-noise", None)

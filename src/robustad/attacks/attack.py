@@ -65,6 +65,11 @@ class Attack:
         raise NotImplementedError
 
     @classmethod
+    def label_for(cls, settings: Any) -> str:
+        """The attack's name in tables, from its settings (an AttackSpec); cells are matched by it."""
+        return cls.kind
+
+    @classmethod
     def from_settings(cls, detector, settings: Any, **fixed) -> "Attack":
         """Build from an object whose attributes name this class's keyword arguments (the suite's
         AttackSpec); `fixed` (eps, target, batch_size, surrogate) wins over them."""
@@ -124,6 +129,10 @@ class PGD(Attack, kind="pgd"):
         c = self.config
         return {**super().settings(), "steps": c.steps, "restarts": c.restarts, "schedule": c.schedule}
 
+    @classmethod
+    def label_for(cls, s) -> str:
+        return f"pgd-{s.steps}x{s.restarts}" + ("" if s.schedule == "constant" else f"-{s.schedule}")
+
     def perturb(self, images, labels):
         return attack_pgd(as_logits(self.detector), images, labels, self.config, batch_size=self.batch_size)
 
@@ -139,6 +148,10 @@ class APGD(Attack, kind="apgd"):
 
     def settings(self):
         return {**super().settings(), "steps": self.steps, "restarts": self.restarts}
+
+    @classmethod
+    def label_for(cls, s) -> str:
+        return f"apgd-ce-{s.steps}x{s.restarts}"
 
     def perturb(self, images, labels):
         return attack_apgd(as_logits(self.detector), images, labels, self.eps, self.target, steps=self.steps,
@@ -156,6 +169,10 @@ class Square(Attack, kind="square"):
 
     def settings(self):
         return {**super().settings(), "queries": self.queries, "restarts": self.restarts}
+
+    @classmethod
+    def label_for(cls, s) -> str:
+        return f"square-{s.queries}"
 
     def perturb(self, images, labels):
         return attack_square(as_logits(self.detector), images, labels, self.eps, self.target, queries=self.queries,

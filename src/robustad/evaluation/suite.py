@@ -26,7 +26,7 @@ from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
 from robustad.evaluation.robustness import check_labels
 
-KINDS = ("pgd", "apgd", "square", "adaptive", "transfer")
+KINDS = tuple(ATTACKS)  # every registered attack class (robustad.attacks.attack)
 WORST = "worst-case"
 CLEAN = "clean"
 
@@ -35,7 +35,7 @@ CLEAN = "clean"
 class AttackSpec:
     """One attack of the suite. Fields that a kind does not use are ignored."""
 
-    kind: str  # pgd | apgd | square | adaptive | transfer
+    kind: str  # a kind of robustad.attacks.attack.ATTACKS: pgd | apgd | square | adaptive | transfer
     name: str | None = None  # label in tables; default built from the settings
     steps: int = 100  # pgd, apgd, adaptive, transfer (crafting on the surrogate)
     restarts: int = 1
@@ -50,18 +50,11 @@ class AttackSpec:
     def label(self) -> str:
         if self.name:
             return self.name
-        if self.kind == "pgd":
-            sched = "" if self.schedule == "constant" else f"-{self.schedule}"
-            return f"pgd-{self.steps}x{self.restarts}{sched}"
-        if self.kind == "apgd":
-            return f"apgd-ce-{self.steps}x{self.restarts}"
-        if self.kind == "square":
-            return f"square-{self.queries}"
-        return self.kind
+        return ATTACKS[self.kind].label_for(self) if self.kind in ATTACKS else self.kind
 
     def validate(self) -> "AttackSpec":
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown attack kind {self.kind!r}; available: {', '.join(KINDS)}")
+        if self.kind not in ATTACKS:
+            raise ConfigError(f"unknown attack kind {self.kind!r}; available: {', '.join(ATTACKS)}")
         if self.steps < 1 or self.restarts < 1 or self.queries < 1 or self.eot_samples < 1:
             raise ConfigError(f"{self.label()}: steps, restarts, queries and eot_samples must be >= 1")
         self.step_size = AttackConfig(steps=self.steps, restarts=self.restarts, schedule=self.schedule,
