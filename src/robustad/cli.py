@@ -216,7 +216,9 @@ def cmd_train(args) -> int:
 
     from robustad import distributed
 
-    out = _output_folder(args.out)
+    # under torchrun only rank 0 (RANK, set by torchrun) tries writing into --out: a trial by every rank
+    # at once would race (one rank removing the folder another is trying)
+    out = _output_folder(args.out) if os.environ.get("RANK", "0") in ("", "0") else Path(args.out)
     spec = _spec(args)
     setup = choose_setup(spec, args.scale, args.preset, args.method)
     preset, method = setup.preset, setup.method
@@ -230,6 +232,7 @@ def cmd_train(args) -> int:
     ctx = distributed.init_from_environment(_training_device(config))  # under torchrun: join the other ranks
     if ctx is None or ctx.rank == 0:  # rank 0 writes for all ranks
         _hold(out, "training")
+    distributed.barrier()  # the others go on once --out exists and is rank 0's
     attack = _attack(args, config) if args.evaluate else None
     if spec.image_size is None and config.image_size is not None:
         spec.image_size = config.image_size  # resize while reading: large photographs never sit in memory
@@ -905,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_threads = None
     global _LOCKS
     outer, _LOCKS = _LOCKS, contextlib.ExitStack()
+    paused_together = False
     try:
         if hasattr(args, "threads"):
             import torch
@@ -917,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if is_main():  # under torchrun every rank pauses; one says so
             print(f"paused: {paused}", file=sys.stderr)
+        paused_together = True
         return PAUSED_EXIT_CODE
     except RobustADError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -931,8 +936,12 @@ def main(argv: list[str] | None = None) -> int:
         _LOCKS.close()  # released also after an error or Ctrl-C; a killed process's lock is taken over
         _LOCKS = outer
         if getattr(args, "command", None) == "train":
-            from robustad.distributed import shutdown
+            from robustad.distributed import barrier, shutdown
 
+            if paused_together:
+                # every rank pauses at the same epoch; none exits (and so has torchrun stop the others)
+                # before rank 0 has released --out
+                barrier()
             shutdown()
         if previous_threads is not None:  # callers that run main() in-process keep their own setting
             import torch

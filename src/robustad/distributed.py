@@ -20,7 +20,7 @@ import torch.distributed as dist
 from robustad.errors import ConfigError
 
 __all__ = [
-    "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree",
+    "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree", "barrier",
     "gather_contrastive", "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
 ]
 
@@ -97,6 +97,12 @@ def shutdown() -> None:
 def _device_of(tensor: torch.Tensor) -> torch.device:
     """NCCL moves CUDA tensors only; gloo CPU ones."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing in a single process)."""
+    if current() is not None:
+        dist.barrier()
 
 
 def all_agree(flag: bool) -> bool:

@@ -292,6 +292,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
     """Write the checkpoint (on rank 0: write=True); under torchrun every rank must call this."""
     states = distributed.gather_rows(generator.get_state().unsqueeze(0))  # one row per rank
     if not write:
+        distributed.barrier()  # matches rank 0's after its write
         return
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     optimizer_state = optimizer.state_dict()
@@ -316,6 +317,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
     text = json.dumps(state)
     atomic_write(path, save_tensors(tensors, metadata={"robustad_train_state": text,
                                                        "robustad_train_sha256": _state_digest(tensors, text)}))
+    distributed.barrier()  # under torchrun, no rank runs ahead of (or exits before) the written checkpoint
 
 
 def _state_digest(tensors: dict[str, torch.Tensor], state_text: str) -> str:
