@@ -122,10 +122,21 @@ def _metadata(detector: BaseDetector, source: str | None) -> dict[str, str]:
     }
 
 
+# the exported nearest-neighbour search compares a whole batch's patches with a block of the bank at
+# once: at most this many patches per run keeps it near 256 MB (blocks of 4096 bank rows)
+MAX_QUERIES = 16384
+
+
 def _runtime_batch(detector: BaseDetector) -> int:
-    # the exported nearest-neighbour search compares a whole batch's patches with a block of the bank
-    # at once: a few images per run keeps that within a few hundred MB
-    return 4 if getattr(detector.scorer, "mode", None) == "patch" else min(64, detector.score_batch_size)
+    """Images per onnxruntime run: up to 64, fewer for detectors with many patches per image."""
+    batch = min(64, detector.score_batch_size)
+    features = getattr(detector.scorer, "features", None)
+    if getattr(detector.scorer, "mode", None) == "patch" and callable(features):
+        with torch.no_grad():
+            probe = torch.zeros(1, detector.in_channels_, *detector.image_size_, device=detector.device)
+            patches = int(features(probe).shape[1])
+        batch = min(batch, max(1, MAX_QUERIES // max(1, patches)))
+    return batch
 
 
 def _parity_images(detector: BaseDetector, extra: torch.Tensor | None, seed: int = 0) -> torch.Tensor:
