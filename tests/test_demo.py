@@ -44,3 +44,13 @@ def test_quick_surface_demo_has_the_default_detector_its_twin_the_pixel_knn_and_
     capsys.readouterr()
     run_surface_demo(tmp_path, progress=False, quick=True)
     assert capsys.readouterr().err.count("loading it instead") == 3
+    # the demo's default detector, exported: onnxruntime scores its brick crops as PyTorch does
+    from robustad.data.datasets import load_split
+    from robustad.export import PARITY_TOLERANCE, OnnxDetector, export_onnx
+    from robustad.methods.registry import load_detector
+
+    det = load_detector(tmp_path / "cobra-patch")
+    crops = load_split("textures", category="brick", max_test=16, image_size=det.image_size_[0]).test
+    export_onnx(det, tmp_path / "demo.onnx", check_images=crops)
+    expected, got = det.score(crops), OnnxDetector(tmp_path / "demo.onnx").score(crops)
+    assert ((got - expected).abs() / expected.abs().clamp_min(1.0)).max() <= PARITY_TOLERANCE
