@@ -94,7 +94,7 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def _device_of(tensor: torch.Tensor) -> torch.device:
+def _collective_device() -> torch.device:
     """NCCL moves CUDA tensors only; gloo CPU ones."""
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
@@ -109,7 +109,7 @@ def all_agree(flag: bool) -> bool:
     """True when `flag` is true on every rank (every rank must call this together)."""
     if current() is None:
         return flag
-    t = torch.tensor([0.0 if flag else 1.0], device=_device_of(torch.empty(0)))
+    t = torch.tensor([0.0 if flag else 1.0], device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() == 0.0)
 
@@ -119,7 +119,7 @@ def gather_rows(t: torch.Tensor, dim: int = 0) -> list[torch.Tensor]:
     ctx = current()
     if ctx is None:
         return [t]
-    device = _device_of(t)
+    device = _collective_device()
     local = t.detach().to(device).contiguous()
     sizes = torch.tensor([local.shape[dim]], device=device)
     all_sizes = [torch.zeros_like(sizes) for _ in range(ctx.world_size)]
@@ -199,7 +199,7 @@ def same_parameters(module: torch.nn.Module) -> bool:
         return True
     with torch.no_grad():
         total = sum((p.detach().double().sum() + p.detach().double().abs().sum()) for p in module.parameters())
-        t = torch.tensor([float(total)], dtype=torch.float64, device=_device_of(torch.empty(0)))
+        t = torch.tensor([float(total)], dtype=torch.float64, device=_collective_device())
     lo, hi = t.clone(), t.clone()
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
@@ -211,7 +211,7 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if current() is None:
         return
     for buffer in module.buffers():
-        device = _device_of(buffer)
+        device = _collective_device()
         moved = buffer.data.to(device)
         dist.broadcast(moved, 0)
         buffer.data.copy_(moved.to(buffer.device))
