@@ -492,7 +492,7 @@ def cmd_data(args) -> int:
 
     if args.action == "list":
         for info in ([dataset_info(args.name)] if args.name else DATASETS.values()):
-            how = info.fetch or ("built in" if info.name in ("digits", "textures") else "from your disk (--root)")
+            how = info.fetch_command or ("built in" if info.built_in else "from your disk (--root)")
             print(f"{info.name:14s} {info.kind:8s} {info.summary}  [{how}]")
             print(f"{'':14s} e.g. {info.example}")
         return 0
@@ -500,45 +500,30 @@ def cmd_data(args) -> int:
         raise RobustADError(f"robustad data {args.action} needs a data set name, e.g. `robustad data {args.action} mnist`")
     info = dataset_info(args.name)
     if args.action == "fetch":
-        if info.name == "mnist":
-            from robustad.data.mnist import fetch_mnist
-
-            print(fetch_mnist())
-            return 0
-        if info.name == "fashion-mnist":
-            from robustad.data.mnist import fetch_fashion_mnist, load_fashion_mnist
-
-            if args.root:
-                load_fashion_mnist("train", root=args.root)
-                load_fashion_mnist("test", root=args.root)
-                print(f"fashion-mnist is readable in {args.root}")
-                return 0
-            print(fetch_fashion_mnist())
-            return 0
-        if info.name in ("digits", "textures"):
-            print(f"{info.name} ships with the installed libraries; nothing to fetch")
-            return 0
-        print(f"{info.name} cannot be downloaded from here; put it on disk and pass --root. Expected layout:\n"
-              f"{info.layout_text()}", file=sys.stderr)
-        return 2
+        where = info.fetch(args.root)
+        if where is None:
+            print(f"{info.name} cannot be downloaded from here; put it on disk and pass --root. Expected layout:\n"
+                  f"{info.layout}", file=sys.stderr)
+            return 2
+        print(where)
+        return 0
     # check
-    if info.name == "folder":
-        print("folder: your own folders are read when used (--normal-dir, --abnormal-dir, ...); nothing to check here",
-              file=sys.stderr)
+    if not info.checkable:
+        print(f"{info.name}: your own folders are read when used (--normal-dir, --abnormal-dir, ...); nothing to "
+              "check here", file=sys.stderr)
         return 2
     problems = check_dataset(info.name, args.root)
     if problems:
         print(f"{info.name}: not usable from {args.root or 'the default location'}:")
         for p in problems:
             print(f"  - {p}")
-        print(f"expected layout:\n{info.layout_text()}")
+        print(f"expected layout:\n{info.layout}")
         return 1
     print(f"{info.name}: ready ({args.root or 'default location'})")
-    if info.kind == "anomaly" and info.name not in ("folder",):
-        cats = info._attr("categories")(args.root)
-        print(f"categories: {', '.join(cats)}")
-    elif info.kind == "classes":
-        names = info.names(args.root)
+    if info.kind == "anomaly":
+        print(f"categories: {', '.join(info.categories(args.root))}")
+    else:
+        names = info.class_names(args.root)
         print(f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(names))}")
     return 0
 
@@ -576,7 +561,7 @@ def _own_data_suite(args):
         data_args = {"root": args.root}
         classes = list(args.category or [])
         if info.kind == "anomaly" and not classes:
-            cats = info._attr("categories")(args.root) if args.root else []
+            cats = info.categories(args.root) if args.root else []
             if not cats:
                 raise RobustADError(f"name the categories to benchmark with --category (none found under {args.root})")
             classes = list(cats)

@@ -114,16 +114,16 @@ def load_data(spec: DataSpec) -> AnomalySplit:
         if not spec.abnormal_dirs:  # training only: no test set to evaluate on
             import numpy as np
 
-            from robustad.data.datasets import _check_limit, _subsample
+            from robustad.data.splits import check_limit, subsample
             from robustad.data.folder import list_images, load_images
 
             if spec.test_normal_dir or spec.mask_dir:
                 raise DataError("--test-normal-dir and --mask-dir need --abnormal-dir (the anomalous test images)")
-            _check_limit(spec.max_train, "max_train")
+            check_limit(spec.max_train, "max_train")
             files = list_images(spec.normal_dir)
             if spec.max_train is not None and files:  # a seeded subset, as max_train gives elsewhere
                 rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(2)[0])
-                files = [files[i] for i in _subsample(np.arange(len(files)), spec.max_train, rng)]
+                files = [files[i] for i in subsample(np.arange(len(files)), spec.max_train, rng)]
             # an empty folder goes to load_images by name, which says so
             train, _ = load_images(files or spec.normal_dir, size=spec.image_size, channels=spec.channels)
             empty = train[:0]

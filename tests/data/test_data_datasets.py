@@ -3,6 +3,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from robustad.data.registry import dataset_info
 from robustad.data.datasets import AnomalySplit, available_datasets, load_split, one_class_split
 from robustad.errors import DataError
 
@@ -147,13 +148,15 @@ def test_image_size_resizes_and_clamps():
 
 
 def test_unknown_dataset_lists_known_names():
-    with pytest.raises(DataError, match=r"unknown data set 'cifar'.*mnist, fashion-mnist, digits, cifar10"):
+    with pytest.raises(DataError, match=r"unknown data set 'cifar'.*cifar10, .*mnist, fashion-mnist, digits"):
         load_split("cifar", [0])
 
 
 def test_available_datasets():
     names = available_datasets()
-    assert names[:3] == ["mnist", "fashion-mnist", "digits"]
+    kinds = [dataset_info(n).kind for n in names]
+    assert kinds == sorted(kinds, key=lambda k: k != "classes")  # classification sets are listed first
+    assert names.index("fashion-mnist") == names.index("mnist") + 1 == names.index("digits") - 1
     assert {"cifar10", "cifar100", "svhn", "imagenet30", "mvtec", "visa", "dagm", "isic", "cityscapes",
             "folder", "textures"} <= set(names)
 

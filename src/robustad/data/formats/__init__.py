@@ -1,28 +1,20 @@
-"""One module per on-disk format. Each exposes ``LAYOUT`` (where the files go, for
-``robustad data check`` and the README), ``check(root) -> list[str]`` (problems; empty = usable)
-and ``load``:
-
-- classification formats (normal = some classes):  ``load(root, image_size=None) -> ClassData``;
-- anomaly-detection formats (normal = a category's good images):
-  ``load(root, category, image_size=None, channels=None, max_train=None, max_test=None, seed=0)
-  -> AnomalySplit`` and ``categories(root) -> list[str]``.
-"""
+"""One module per data format, each defining a :class:`~robustad.data.formats.base.DataFormat`
+subclass that registers itself in ``FORMATS`` (see :mod:`robustad.data.formats.base`).
+:func:`load_all` imports every module of this package, so a new format is one new module."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import pkgutil
 
-import numpy as np
+from robustad.data.formats.base import FORMATS, ClassData, DataFormat
 
-__all__ = ["ClassData"]
+__all__ = ["FORMATS", "ClassData", "DataFormat", "load_all"]
 
 
-@dataclass
-class ClassData:
-    """A labelled classification data set as arrays (uint8 or float in [0, 1], NHWC/NCHW/NHW)."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    class_names: tuple[str, ...]
+def load_all() -> dict[str, DataFormat]:
+    """Import every format module (each registers itself) and return the registry."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+    return FORMATS

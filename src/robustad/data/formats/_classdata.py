@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from robustad.data.cache import cache_dir
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData
 from robustad.errors import DataError
 
 PathLike = str | os.PathLike[str]

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData, ClassFormat
 from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
 from robustad.data.formats._pickle import read_cifar_batch
 from robustad.errors import DatasetNotFoundError
 
-__all__ = ["CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
+__all__ = ["CIFAR10Format", "CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
 
 NAME = "cifar10"
 FOLDER = "cifar-10-batches-py"
@@ -72,3 +72,16 @@ def load(root: PathLike | None = None, image_size: int | None = None) -> ClassDa
     train_x, train_y = _read(folder, TRAIN_FILES)
     test_x, test_y = _read(folder, TEST_FILES)
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)
+
+
+class CIFAR10Format(ClassFormat, name=NAME):
+    summary = "CIFAR-10, python pickle batches (cifar-10-batches-py)"
+    example = "robustad train --data cifar10 --root ~/data --normal-class 0 --out runs/cifar0"
+    resolution = 32
+    layout = LAYOUT
+    aliases = ("cifar-10",)
+    check = staticmethod(check)
+    arrays = staticmethod(load)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData, ClassFormat
 from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
 from robustad.data.formats._pickle import read_cifar_batch
 from robustad.errors import DatasetNotFoundError
 
-__all__ = ["CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
+__all__ = ["CIFAR100Format", "CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
 
 NAME = "cifar100"
 FOLDER = "cifar-100-python"
@@ -80,3 +80,16 @@ def load(root: PathLike | None = None, image_size: int | None = None) -> ClassDa
     train_x, train_y = read_cifar_batch(folder / "train", LABEL_KEY, len(CLASS_NAMES))
     test_x, test_y = read_cifar_batch(folder / "test", LABEL_KEY, len(CLASS_NAMES))
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)
+
+
+class CIFAR100Format(ClassFormat, name=NAME):
+    summary = "CIFAR-100 by its 20 superclasses, python pickles (cifar-100-python)"
+    example = "robustad train --data cifar100 --root ~/data --normal-class 4 --out runs/cifar100-4"
+    resolution = 32
+    layout = LAYOUT
+    aliases = ("cifar-100",)
+    check = staticmethod(check)
+    arrays = staticmethod(load)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES

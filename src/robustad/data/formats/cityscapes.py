@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, existing_root, root_problem
+from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.splits import Item
+from robustad.data.anomaly import existing_root, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["LAYOUT", "categories", "check", "load"]
+__all__ = ["CityscapesFormat", "LAYOUT", "categories", "check", "items", "load"]
 
 NAME = "cityscapes"
 CATEGORY = "cityscapes"
@@ -69,16 +71,8 @@ def check(root: PathLike | None) -> list[str]:
     return problems
 
 
-def load(
-    root: PathLike | None,
-    category: str | None = None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-):
-    """The ID/OOD folders as an :class:`AnomalySplit` (OOD test images are the anomalies)."""
+def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:
+    """The ID/OOD folders: training files and test items (OOD test images are the anomalies)."""
     root = existing_root(root, _root_problem(root), "Cityscapes ID/OOD")
     if category not in (None, CATEGORY):
         raise DataError(f"Cityscapes ID/OOD: no category {category!r}; it has one, {CATEGORY!r} (or leave it out).")
@@ -96,7 +90,18 @@ def load(
                 f"{', '.join(IMAGE_EXTENSIONS)}."
             )
     items = [Item(p, 0) for p in found["test ID"]] + [Item(p, 1) for p in found["test OOD"]]
-    return build_anomaly_split(
-        NAME, CATEGORY, found["train ID"], items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+    return Listing(CATEGORY, found["train ID"], items)
+
+
+class CityscapesFormat(AnomalyFormat, name=NAME):
+    summary = "Cityscapes-style ID/OOD folders: train/ID, test/ID, test/OOD"
+    example = "robustad train --data cityscapes --root ~/data/cityscapes-ood --out runs/city"
+    resolution = 224
+    layout = LAYOUT
+    needs_category = False
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+
+load = CityscapesFormat().load

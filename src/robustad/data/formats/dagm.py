@@ -17,10 +17,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
+from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.splits import Item
+from robustad.data.anomaly import existing_root, pick_category, root_problem
 from robustad.errors import DataError
 
-__all__ = ["LAYOUT", "categories", "check", "load", "read_labels"]
+__all__ = ["DAGMFormat", "LAYOUT", "categories", "check", "items", "load", "read_labels"]
 
 NAME = "dagm"
 SPLITS = ("Train", "Test")
@@ -136,23 +138,27 @@ def check(root: PathLike | None) -> list[str]:
     return problems
 
 
-def load(
-    root: PathLike | None,
-    category: str | None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-):
-    """One DAGM class as an :class:`AnomalySplit`: defect-free training images, masked test set."""
+def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:
+    """The training files and test items (with masks) of one DAGM class."""
     root = existing_root(root, _root_problem(root), "DAGM")
     cats = categories(root)
     pick_category(category, cats, "DAGM", root, noun="class")
     cat_dir = root / category
     train = [image for image, lab, _ in _split(cat_dir, "Train") if lab.defect == 0]
     items = [Item(image, lab.defect, mask) for image, lab, mask in _split(cat_dir, "Test")]
-    return build_anomaly_split(
-        NAME, category, train, items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+    return Listing(category, train, items)
+
+
+class DAGMFormat(AnomalyFormat, name=NAME):
+    summary = "DAGM 2007: ClassN/Train, ClassN/Test with Label/Labels.txt"
+    example = "robustad train --data dagm --root ~/data/dagm --category Class1 --out runs/dagm1"
+    resolution = 224
+    layout = LAYOUT
+    aliases = ("dagm2007",)
+    preset_by_size = True
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+
+load = DAGMFormat().load

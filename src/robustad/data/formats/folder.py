@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.anomaly import Item, build_anomaly_split
+from robustad.data.formats.base import AnomalyFormat, Listing
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
+from robustad.data.splits import Item
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["LAYOUT", "categories", "check", "load"]
+__all__ = ["LAYOUT", "FolderFormat", "categories", "check", "items", "load"]
 
 NAME = "folder"
 
@@ -74,13 +75,9 @@ def _mask_for(mask_dir: Path, image: Path) -> Path:
     )
 
 
-def load(
+def items(
     root: PathLike | None = None,
     category: str | None = None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
     seed: int = 0,
     *,
     normal_dir: PathLike | None = None,
@@ -88,8 +85,8 @@ def load(
     normal_test_dir: PathLike | None = None,
     mask_dir: PathLike | None = None,
     normal_split_ratio: float = 0.2,
-):
-    """Folders of normal and abnormal images as an :class:`AnomalySplit`; the category is the
+) -> Listing:
+    """Folders of normal and abnormal images: training files and test items; the category is the
     normal folder's name unless ``category`` is given. Masks only when ``mask_dir`` is given."""
     base = None
     if root is not None:
@@ -140,7 +137,24 @@ def load(
     for folder in abnormal:
         for image in _folder_images(folder, "abnormal"):
             items.append(Item(image, 1, None if masks is None else _mask_for(masks, image)))
-    return build_anomaly_split(
-        NAME, category or normal.name, train, items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+    return Listing(category or normal.name, train, items)
+
+
+class FolderFormat(AnomalyFormat, name=NAME):
+    summary = "your own folders: normal images, abnormal folders, optional masks (as in anomalib)"
+    example = "robustad train --data folder --normal-dir good --abnormal-dir bad --out runs/mine"
+    resolution = 224
+    layout = LAYOUT
+    preset_by_size = True
+    needs_category = False
+    checkable = False
+    options = ("normal_dir", "abnormal_dirs", "normal_test_dir", "mask_dir", "normal_split_ratio")
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+    def training_folder(self, root, category, normal_dir=None):
+        return None if normal_dir is None else Path(normal_dir)
+
+
+load = FolderFormat().load

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from robustad.data.folder import IMAGE_EXTENSIONS, read_image
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData, ClassFormat
 from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["CLASS_NAMES", "DEFAULT_SIZE", "LAYOUT", "NAME", "check", "class_names", "load"]
+__all__ = ["ImageNet30Format", "CLASS_NAMES", "DEFAULT_SIZE", "LAYOUT", "NAME", "check", "class_names", "load"]
 
 NAME = "imagenet30"
 DEFAULT_SIZE = 224
@@ -137,3 +137,15 @@ def load(root: PathLike | None = None, image_size: int | None = None) -> ClassDa
     train_x, train_y = _read_split(train, names, size)
     test_x, test_y = _read_split(test, names, size)
     return class_data(train_x, train_y, test_x, test_y, names, None)
+
+
+class ImageNet30Format(ClassFormat, name=NAME):
+    summary = "ImageNet-30 one-class folders (one_class_train/, one_class_test/)"
+    example = "robustad train --data imagenet30 --root ~/data/imagenet30 --normal-class 0 --out runs/in30-0"
+    resolution = 224
+    layout = LAYOUT
+    aliases = ("imagenet-30",)
+    check = staticmethod(check)
+    arrays = staticmethod(load)
+    known_size = False  # the folders' images are resized to image_size (224 unless given)
+    class_names = staticmethod(class_names)

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.anomaly import Item, build_anomaly_split, existing_root, root_problem
+from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.splits import Item
+from robustad.data.anomaly import existing_root, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["LAYOUT", "categories", "check", "load"]
+__all__ = ["ISICFormat", "LAYOUT", "categories", "check", "items", "load"]
 
 NAME = "isic"
 HOLDOUT_FRACTION = 0.2
@@ -159,16 +161,8 @@ def _holdout(images: list[tuple[Path, str]], seed: int) -> tuple[list[tuple[Path
     return kept, [im for i, im in enumerate(images) if i in held]
 
 
-def load(
-    root: PathLike | None,
-    category: str | None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-):
-    """ISIC 2018 with diagnosis ``category`` as normal, as an :class:`AnomalySplit` (no masks)."""
+def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:
+    """ISIC 2018 with diagnosis ``category`` as normal: training files and test items (no masks)."""
     root = existing_root(root, _root_problem(root), "ISIC")
     table = _csv_path(root, "Training")
     if not table.is_file():
@@ -194,7 +188,19 @@ def load(
             raise DataError(f"ISIC: '{_csv_path(root, test_split)}' has no column {normal}; its header: {test_names}.")
     train = [image for image, d in training if d == normal]
     items = [Item(image, int(d != normal)) for image, d in test]
-    return build_anomaly_split(
-        NAME, normal, train, items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+    return Listing(normal, train, items)
+
+
+class ISICFormat(AnomalyFormat, name=NAME):
+    summary = "ISIC 2018 task 3: images + ground-truth CSV; one diagnosis is normal"
+    example = "robustad train --data isic --root ~/data/isic2018 --category NV --out runs/isic-nv"
+    resolution = 224
+    layout = LAYOUT
+    aliases = ("isic2018",)
+    preset_by_size = True
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+
+load = ISICFormat().load

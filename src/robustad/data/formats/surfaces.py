@@ -28,9 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustad.data.formats.base import GeneratedFormat
+from robustad.data.splits import AnomalySplit
 from robustad.errors import DataError
 
-__all__ = ["CATEGORIES", "DEFECTS", "LAYOUT", "categories", "check", "load"]
+__all__ = ["CATEGORIES", "DEFECTS", "LAYOUT", "SurfacesFormat", "categories", "check", "load"]
 
 NAME = "surfaces"
 CATEGORIES = ("cell", "tissue", "stars")
@@ -222,8 +224,6 @@ def load(root: str | os.PathLike[str] | None = None, category: str = "cell", ima
     keep seeded subsets (the test subset half normal). ``channels`` 1 or 3 converts (grey is the
     channel mean; colour repeats grey). Masks mark each defect.
     """
-    from robustad.data.datasets import AnomalySplit
-
     category = _category(category)
     for value, name in ((image_size, "image_size"), (max_train, "max_train"), (max_test, "max_test"),
                         (n_train, "n_train"), (n_test_normal, "n_test_normal"), (n_test_anomalous, "n_test_anomalous")):
@@ -267,3 +267,12 @@ def load(root: str | os.PathLike[str] | None = None, category: str = "cell", ima
     return AnomalySplit(train=train_t.contiguous(), test=test_t.contiguous(), test_labels=torch.from_numpy(labels),
                         name=NAME, normal_classes=(), category=category, test_masks=mask_t, test_paths=paths,
                         semi_synthetic=True)
+
+
+class SurfacesFormat(GeneratedFormat, name=NAME):
+    summary = "semi-synthetic, for validation: crops of scikit-image's cell, tissue and star photographs with drawn defects"
+    example = "robustad train --data surfaces --category cell --out runs/cell"
+    layout = LAYOUT
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    generate = staticmethod(load)

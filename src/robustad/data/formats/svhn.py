@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.formats import ClassData
+from robustad.data.formats.base import ClassData, ClassFormat
 from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
+__all__ = ["SVHNFormat", "CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
 
 NAME = "svhn"
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -108,3 +108,16 @@ def load(root: PathLike | None = None, image_size: int | None = None) -> ClassDa
     train_x, train_y = _read(folder / FILES["train"])
     test_x, test_y = _read(folder / FILES["test"])
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)
+
+
+class SVHNFormat(ClassFormat, name=NAME):
+    summary = "SVHN cropped digits, train_32x32.mat / test_32x32.mat"
+    example = "robustad train --data svhn --root ~/data/svhn --normal-class 1 --out runs/svhn1"
+    resolution = 32
+    layout = LAYOUT
+    aliases = ()
+    check = staticmethod(check)
+    arrays = staticmethod(load)
+
+    def class_names(self, root=None) -> tuple[str, ...]:
+        return CLASS_NAMES

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustad.data.formats.base import GeneratedFormat
+from robustad.data.splits import AnomalySplit
 from robustad.errors import DataError, InputError
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "LAYOUT",
     "TEST_ROWS",
     "TRAIN_ROWS",
+    "TexturesFormat",
     "categories",
     "check",
     "crop_boxes",
@@ -457,8 +460,6 @@ def load(
     normal test images and the rest anomalous. ``test_paths`` name each test image, e.g.
     ``textures/brick/test/anomaly/0003-scratch`` (identifiers only; no files are written).
     """
-    from robustad.data.datasets import AnomalySplit
-
     category = _category(category)
     _positive(image_size, "image_size")
     _positive(max_train, "max_train")
@@ -529,3 +530,12 @@ def load(
         test_paths=paths,
         semi_synthetic=True,
     )
+
+
+class TexturesFormat(GeneratedFormat, name=NAME):
+    summary = "semi-synthetic: crops of scikit-image's brick/grass/gravel with drawn defects"
+    example = "robustad train --data textures --category brick --out runs/brick"
+    layout = LAYOUT
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    generate = staticmethod(load)

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.anomaly import Item, build_anomaly_split, existing_root, pick_category, root_problem
+from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.splits import Item
+from robustad.data.anomaly import existing_root, pick_category, root_problem
 from robustad.errors import DataError
 
-__all__ = ["LAYOUT", "categories", "check", "load"]
+__all__ = ["LAYOUT", "VisAFormat", "categories", "check", "items", "load"]
 
 NAME = "visa"
 SPLIT_FILE = Path("split_csv") / "1cls.csv"
@@ -128,16 +130,8 @@ def _file(root: Path, rel: str, row: _Row, what: str) -> Path:
     return path
 
 
-def load(
-    root: PathLike | None,
-    category: str | None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-):
-    """One VisA object as an :class:`AnomalySplit` with masks for the anomalous test images."""
+def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:
+    """The training files and test items (with masks) of one VisA object."""
     root = existing_root(root, _root_problem(root), "VisA")
     rows = _rows(root)
     cats = sorted({r.object for r in rows})
@@ -156,7 +150,18 @@ def load(
             )
         mask = _file(root, row.mask, row, "mask") if row.mask else None
         items.append(Item(image, row.label, mask))
-    return build_anomaly_split(
-        NAME, category, train, items, image_size=image_size, channels=channels,
-        max_train=max_train, max_test=max_test, seed=seed,
-    )
+    return Listing(category, train, items)
+
+
+class VisAFormat(AnomalyFormat, name=NAME):
+    summary = "VisA with split_csv/1cls.csv"
+    example = "robustad train --data visa --root ~/data/visa --category candle --out runs/candle"
+    resolution = 224
+    layout = LAYOUT
+    preset_by_size = True
+    check = staticmethod(check)
+    categories = staticmethod(categories)
+    items = staticmethod(items)
+
+
+load = VisAFormat().load
