@@ -573,7 +573,7 @@ def _own_data_suite(args):
 
 def cmd_benchmark(args) -> int:
     from robustad.benchmark import aggregate, benchmark_suite, run_benchmark
-    from robustad.config import _parse_overrides
+    from robustad.config import parse_overrides
 
     if args.dry_run and (args.merge_from or args.aggregate_only):
         raise RobustADError("--dry-run runs nothing by itself; drop --merge-from / --aggregate-only to see the plan")
@@ -584,7 +584,7 @@ def cmd_benchmark(args) -> int:
     suite = suite.select(methods=None if args.data else args.methods, datasets=args.datasets, classes=args.classes,
                          seeds=args.seeds or None)
     if args.set:
-        suite.train_overrides = {**suite.train_overrides, **_parse_overrides(args.set)}
+        suite.train_overrides = {**suite.train_overrides, **parse_overrides(args.set)}
     if args.max_test is not None:
         suite.max_test = args.max_test
     if args.max_train is not None:
@@ -652,7 +652,7 @@ def cmd_benchmark(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from robustad.runtime import doctor_report
+    from robustad.doctor import doctor_report
 
     print(doctor_report(args.thread_choice, args.torch_default_threads))
     return 0

@@ -215,7 +215,7 @@ class CobraConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "CobraConfig":
-        return _build(cls, data, source).validate()
+        return build_config(cls, data, source).validate()
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "CobraConfig":
@@ -240,7 +240,7 @@ class CobraConfig:
     def with_overrides(self, overrides: dict[str, Any] | list[str] | None) -> "CobraConfig":
         """Return a copy with ``{"train.epochs": 3}`` or ``["train.epochs=3"]`` applied."""
         data = self.to_dict()
-        for key, value in _parse_overrides(overrides).items():
+        for key, value in parse_overrides(overrides).items():
             set_config_key(data, key, value, CobraConfig)
         return CobraConfig.from_dict(data, source="overrides")
 
@@ -282,14 +282,14 @@ def _resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> 
         raise ConfigError(f"{source}: base must be a preset name, got {base!r}")
     if base in chain:
         raise ConfigError(f"{source}: presets refer to each other in a loop: {' -> '.join((*chain, base))}")
-    return _deep_merge(_preset_data(base, chain), data)
+    return deep_merge(_preset_data(base, chain), data)
 
 
-def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -324,7 +324,7 @@ def config_keys(cls: type = CobraConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
     if overrides is None:
         return {}
     if isinstance(overrides, dict):
@@ -343,7 +343,7 @@ def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, 
     return parsed
 
 
-def _build(cls: type, data: Any, source: str, prefix: str = ""):
+def build_config(cls: type, data: Any, source: str, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: section {prefix.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
     hints = get_type_hints(cls)
@@ -360,7 +360,7 @@ def _build(cls: type, data: Any, source: str, prefix: str = ""):
             continue
         value = data[f.name]
         if is_dataclass(hints[f.name]):
-            kwargs[f.name] = _build(hints[f.name], value, source, f"{prefix}{f.name}.")
+            kwargs[f.name] = build_config(hints[f.name], value, source, f"{prefix}{f.name}.")
         else:
             kwargs[f.name] = _coerce(value, hints[f.name], f"{prefix}{f.name}", source)
     return cls(**kwargs)

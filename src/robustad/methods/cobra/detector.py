@@ -199,6 +199,6 @@ def _as_dict(overrides: dict | list | str | None) -> dict:
         return {}
     if isinstance(overrides, dict):
         return overrides
-    from robustad.config import _parse_overrides
+    from robustad.config import parse_overrides
 
-    return _parse_overrides(overrides)
+    return parse_overrides(overrides)

@@ -8,7 +8,7 @@ from typing import Any
 
 from robustad.config import CobraConfig, EvaluationConfig, TrainConfig, parse_eps
 from robustad.errors import ConfigError
-from robustad.methods.baseline_common import BaselineScoreConfig, _check_evaluation, _check_score, _ConfigMixin
+from robustad.methods.baseline_common import BaselineScoreConfig, check_evaluation_config, check_score_config, ConfigMixin
 from robustad.methods.patch_bank import AGGREGATES
 from robustad.models.efficientnet_lite import BLOCKS
 from robustad.transforms.defects import DEFECT_FILLS, DEFECT_SHAPES
@@ -68,7 +68,7 @@ def _patch_train_defaults() -> TrainConfig:
 
 
 @dataclass
-class PatchCobraConfig(_ConfigMixin):
+class PatchCobraConfig(ConfigMixin):
     image_size: int | None = None  # resize inputs to this size; None = keep the data's size
     backbone: PatchBackboneConfig = field(default_factory=PatchBackboneConfig)
     loss: PatchLossConfig = field(default_factory=PatchLossConfig)
@@ -103,7 +103,7 @@ class PatchCobraConfig(_ConfigMixin):
                 raise ConfigError(f"defects.{kind} must list distinct names from {', '.join(valid)}; got {names!r}")
         self.train.validate()
         s = self.score
-        _check_score(s, self.image_size)
+        check_score_config(s, self.image_size)
         if s.aggregate not in AGGREGATES:
             raise ConfigError(f"score.aggregate must be one of {', '.join(AGGREGATES)}, got {s.aggregate!r}")
         if s.k < 1:
@@ -121,7 +121,7 @@ class PatchCobraConfig(_ConfigMixin):
                               f"{s.projection_dim}, {s.chunk_size}")
         if not (math.isfinite(s.map_sigma) and s.map_sigma >= 0):
             raise ConfigError(f"score.map_sigma must be a finite number >= 0, got {s.map_sigma}")
-        _check_evaluation(self.evaluation)
+        check_evaluation_config(self.evaluation)
         return self
 
     @classmethod
