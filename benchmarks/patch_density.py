@@ -16,7 +16,8 @@ one start, eps 2/255, both classes attacked, on the score itself):
                         crops and the same crops with robustad's synthetic defects (clean, PGD-10),
                         next to the test AUROC (clean, PGD-20), per variant
     --cobra-patch       COBRA-patch's learned patch features (cpu-highres preset, a random bank of
-                        10,000 patches instead of the coreset) scored with density_k 0 and 3 (PGD-20)
+                        10,000 patches instead of the coreset) scored with density_k 0 and 3 (PGD-20);
+                        --set KEY=VALUE changes its settings (backbone.taps=[2], adversarial.steps=7, ...)
 Usage:
     PYTHONPATH=src python benchmarks/patch_density.py surfaces stars --seed 0 --variants raw,w3,w10
     PYTHONPATH=src python benchmarks/patch_density.py surfaces tissue --variants w3f0.1,w3f0.5,w3f1
@@ -138,12 +139,14 @@ def run_choice(split, variants: list[str], seed: int, tag: str) -> None:
               flush=True)
 
 
-def run_cobra_patch(split, seed: int, tag: str) -> None:
+def run_cobra_patch(split, seed: int, tag: str, settings: list[str]) -> None:
+    from robustad.config import parse_overrides
     from robustad.methods.catalog import build_detector
 
     started = time.time()
     det = build_detector("cobra-patch", "cpu-highres", {"train.seed": seed, "score.coreset_fraction": 1.0,
-                                                          "score.max_candidates": BANK})
+                                                          "score.max_candidates": BANK, **parse_overrides(settings)})
+    tag = f"{tag} {' '.join(settings)}".strip()
     det.fit(split.train, progress=False)
     print(tag, "cobra-patch fit s", round(time.time() - started), flush=True)
     bank, y = det.scorer.bank.clone(), split.test_labels.numpy()
@@ -163,6 +166,8 @@ def main() -> None:
     p.add_argument("--choice", action="store_true")
     p.add_argument("--cobra-patch", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --cobra-patch: a setting of its config, e.g. backbone.taps=[2]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     split = load_dataset(args.dataset, category=args.category, max_train=500, max_test=100, seed=args.seed)
@@ -173,7 +178,7 @@ def main() -> None:
     if args.choice:
         run_choice(split, variants, args.seed, tag)
     elif args.cobra_patch:
-        run_cobra_patch(split, args.seed, tag)
+        run_cobra_patch(split, args.seed, tag, args.set)
     else:
         run_variants(split, variants, not args.no_attack, args.seed, tag)
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from robustad.errors import DataError, DatasetNotFoundError
 
-__all__ = ["existing_root", "pick_category", "require_dir", "require_file", "root_problem"]
+__all__ = ["check_categories", "existing_root", "pick_category", "require_dir", "require_file", "root_problem"]
 
 PathLike = str | os.PathLike[str]
 
@@ -51,3 +52,16 @@ def require_file(path: PathLike, what: str, hint: str = "") -> Path:
     if not file.is_file():
         raise DataError(f"{what}: file '{file}' does not exist. {hint}".strip())
     return file
+
+
+def check_categories(root: PathLike | None, layout: str, categories: Callable[[PathLike], list[str]],
+                     problems_of: Callable[[Path], list[str]], none_found: str) -> list[str]:
+    """A per-category format's check: the root's problem, or ``none_found`` when it holds no
+    category, or each category folder's problems prefixed by the category."""
+    problem = root_problem(root, layout)
+    if problem:
+        return [problem]
+    cats = categories(root)
+    if not cats:
+        return [f"{none_found} in '{root}'; it must be laid out as:\n{layout}"]
+    return [f"{cat}: {p}" for cat in cats for p in problems_of(Path(root) / cat)]

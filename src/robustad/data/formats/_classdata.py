@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from robustad.data.cache import cache_dir
 from robustad.data.formats.base import ClassData
-from robustad.errors import DataError
+from robustad.errors import DataError, DatasetNotFoundError
 
 PathLike = str | os.PathLike[str]
 
@@ -83,3 +83,27 @@ def not_found(what: str, path: Path, layout: str) -> str:
         f"{what} '{path}' does not exist. Expected layout:\n{layout.rstrip()}\n"
         "Put the files there or pass --root / root= pointing at the folder that holds them."
     )
+
+
+def nested_folder(root: PathLike | None, name: str, nested: str, files: tuple[str, ...]) -> Path:
+    """``<root>/<nested>``, or ``root`` itself when the files lie there directly (root defaults to the cache)."""
+    base = resolve_root(root, name)
+    if not (base / nested).is_dir() and any((base / f).is_file() for f in files):
+        return base
+    return base / nested
+
+
+def file_problems(folder: Path, files: tuple[str, ...], layout: str) -> list[str]:
+    """What is missing of ``files`` in ``folder`` (empty: all there); only checks that they exist."""
+    if not folder.is_dir():
+        return [f"folder '{folder}' does not exist; expected layout:\n{layout.rstrip()}"]
+    return [f"missing file '{folder / name}'" for name in files if not (folder / name).is_file()]
+
+
+def require_files(folder: Path, files: tuple[str, ...], layout: str, label: str) -> None:
+    """DatasetNotFoundError naming the first missing folder or file, with the layout."""
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{label}: " + not_found("folder", folder, layout))
+    for name in files:
+        if not (folder / name).is_file():
+            raise DatasetNotFoundError(f"{label}: " + not_found("file", folder / name, layout))

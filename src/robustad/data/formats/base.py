@@ -134,6 +134,14 @@ class ClassFormat(DataFormat):
         return split
 
 
+def known_category(format_name: str, categories: Sequence[str], category: str) -> str:
+    """``category`` in canonical form, or a one-line error listing the categories."""
+    key = str(category).strip().lower()
+    if key not in categories:
+        raise DataError(f"{format_name}: unknown category {category!r}; the categories are {list(categories)}.")
+    return key
+
+
 def class_indices(values: int | str | Iterable[int | str] | None, names: tuple[str, ...], dataset: str) -> list[int]:
     """Class indices from indices or names, with errors that list the classes."""
     if values is None:
@@ -233,7 +241,24 @@ class GeneratedFormat(AnomalyFormat):
     known_size = True
     needs_category = False  # the first category when none is named
     options = ("crop_size", "n_train", "n_test_normal", "n_test_anomalous")
+    category_names: ClassVar[tuple[str, ...]]
+    photo: Callable[[str], np.ndarray]  # reads (and caches) one category's photograph
     generate: Callable[..., AnomalySplit]
+
+    def categories(self, root: PathLike | None = None) -> list[str]:
+        """The categories (``root`` is ignored: the photographs ship with a library)."""
+        return list(self.category_names)
+
+    def check(self, root: PathLike | None = None) -> list[str]:
+        """Problems that keep the set from loading (empty when it is usable); ``root`` is ignored."""
+        try:
+            for category in self.category_names:
+                self.photo(category)
+        except DataError as err:
+            return [str(err)]
+        except Exception as err:  # noqa: BLE001 - report whatever broke reading the bundled files
+            return [f"{self.name}: cannot read scikit-image's bundled photographs ({type(err).__name__}: {err})."]
+        return []
 
     def load(self, root: PathLike | None = None, category: str | None = None, image_size: int | None = None,
              channels: int | None = None, max_train: int | None = None, max_test: int | None = None,

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from robustad.data.formats.base import ClassData, ClassFormat
-from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
+from robustad.data.formats._classdata import (PathLike, check_image_size, class_data, file_problems, nested_folder,
+                                              require_files)
 from robustad.data.formats._pickle import read_cifar_batch
-from robustad.errors import DatasetNotFoundError
 
 __all__ = ["CIFAR10Format", "CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
 
@@ -36,23 +36,12 @@ Without --root, <root> is <robustad cache>/{NAME}.
 
 def batch_folder(root: PathLike | None = None) -> Path:
     """The folder holding the batches: ``<root>/cifar-10-batches-py``, or ``root`` itself."""
-    base = resolve_root(root, NAME)
-    nested = base / FOLDER
-    if not nested.is_dir() and (base / TEST_FILES[0]).is_file():
-        return base
-    return nested
+    return nested_folder(root, NAME, FOLDER, TRAIN_FILES + TEST_FILES)
 
 
 def check(root: PathLike | None = None) -> list[str]:
     """Problems that stop :func:`load` (empty list: usable). Only checks that the files exist."""
-    folder = batch_folder(root)
-    if not folder.is_dir():
-        return [f"folder '{folder}' does not exist; expected layout:\n{LAYOUT.rstrip()}"]
-    return [
-        f"missing batch file '{folder / name}'"
-        for name in TRAIN_FILES + TEST_FILES
-        if not (folder / name).is_file()
-    ]
+    return file_problems(batch_folder(root), TRAIN_FILES + TEST_FILES, LAYOUT)
 
 
 def _read(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +53,7 @@ def load(root: PathLike | None = None, image_size: int | None = None) -> ClassDa
     """CIFAR-10 as uint8 ``[N, 3, 32, 32]`` (float in [0, 1] if resized to ``image_size``)."""
     check_image_size(image_size)
     folder = batch_folder(root)
-    if not folder.is_dir():
-        raise DatasetNotFoundError("CIFAR-10: " + not_found("folder", folder, LAYOUT))
-    for name in TRAIN_FILES + TEST_FILES:
-        if not (folder / name).is_file():
-            raise DatasetNotFoundError("CIFAR-10: " + not_found("batch file", folder / name, LAYOUT))
+    require_files(folder, TRAIN_FILES + TEST_FILES, LAYOUT, "CIFAR-10")
     train_x, train_y = _read(folder, TRAIN_FILES)
     test_x, test_y = _read(folder, TEST_FILES)
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)

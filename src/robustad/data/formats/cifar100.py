@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustad.data.formats.base import ClassData, ClassFormat
-from robustad.data.formats._classdata import PathLike, check_image_size, class_data, not_found, resolve_root
+from robustad.data.formats._classdata import (PathLike, check_image_size, class_data, file_problems, nested_folder,
+                                              require_files)
 from robustad.data.formats._pickle import read_cifar_batch
-from robustad.errors import DatasetNotFoundError
 
 __all__ = ["CIFAR100Format", "CLASS_NAMES", "LAYOUT", "NAME", "check", "load"]
 
@@ -53,30 +53,19 @@ Classes are the 20 superclasses (coarse labels). Without --root, <root> is <robu
 
 def batch_folder(root: PathLike | None = None) -> Path:
     """The folder holding ``train`` and ``test``: ``<root>/cifar-100-python``, or ``root`` itself."""
-    base = resolve_root(root, NAME)
-    nested = base / FOLDER
-    if not nested.is_dir() and all((base / name).is_file() for name in FILES):
-        return base
-    return nested
+    return nested_folder(root, NAME, FOLDER, FILES)
 
 
 def check(root: PathLike | None = None) -> list[str]:
     """Problems that stop :func:`load` (empty list: usable). Only checks that the files exist."""
-    folder = batch_folder(root)
-    if not folder.is_dir():
-        return [f"folder '{folder}' does not exist; expected layout:\n{LAYOUT.rstrip()}"]
-    return [f"missing file '{folder / name}'" for name in FILES if not (folder / name).is_file()]
+    return file_problems(batch_folder(root), FILES, LAYOUT)
 
 
 def load(root: PathLike | None = None, image_size: int | None = None) -> ClassData:
     """CIFAR-100 (20 superclasses) as uint8 ``[N, 3, 32, 32]`` (float if resized)."""
     check_image_size(image_size)
     folder = batch_folder(root)
-    if not folder.is_dir():
-        raise DatasetNotFoundError("CIFAR-100: " + not_found("folder", folder, LAYOUT))
-    for name in FILES:
-        if not (folder / name).is_file():
-            raise DatasetNotFoundError("CIFAR-100: " + not_found("file", folder / name, LAYOUT))
+    require_files(folder, FILES, LAYOUT, "CIFAR-100")
     train_x, train_y = read_cifar_batch(folder / "train", LABEL_KEY, len(CLASS_NAMES))
     test_x, test_y = read_cifar_batch(folder / "test", LABEL_KEY, len(CLASS_NAMES))
     return class_data(train_x, train_y, test_x, test_y, CLASS_NAMES, image_size)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from robustad.data.formats.base import AnomalyFormat, Listing
 from robustad.data.splits import Item
-from robustad.data.anomaly import existing_root, pick_category, root_problem
+from robustad.data.anomaly import check_categories, existing_root, pick_category, root_problem
 from robustad.errors import DataError
 
 __all__ = ["DAGMFormat", "LAYOUT", "categories", "check", "items", "load", "read_labels"]
@@ -120,22 +120,19 @@ def _split(cat_dir: Path, split: str) -> list[tuple[Path, Label, Path | None]]:
     return out
 
 
+def _class_problems(cat_dir: Path) -> list[str]:
+    problems = []
+    for split in SPLITS:
+        try:
+            _split(cat_dir, split)
+        except DataError as exc:
+            problems.append(str(exc).removeprefix(f"DAGM {cat_dir.name}: "))
+    return problems
+
+
 def check(root: PathLike | None) -> list[str]:
     """Problems that stop DAGM from loading from ``root``; an empty list means it is usable."""
-    problem = _root_problem(root)
-    if problem:
-        return [problem]
-    cats = categories(root)
-    if not cats:
-        return [f"no Class<N> folders in '{root}'; it must be laid out as:\n{LAYOUT}"]
-    problems = []
-    for cat in cats:
-        for split in SPLITS:
-            try:
-                _split(Path(root) / cat, split)
-            except DataError as exc:
-                problems.append(str(exc).removeprefix("DAGM "))
-    return problems
+    return check_categories(root, LAYOUT, categories, _class_problems, "no Class<N> folders")
 
 
 def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:

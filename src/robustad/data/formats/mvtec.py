@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.anomaly import existing_root, pick_category, root_problem
+from robustad.data.anomaly import check_categories, existing_root, pick_category, root_problem
 from robustad.data.formats.base import AnomalyFormat, Listing
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
 from robustad.data.splits import Item
@@ -80,16 +80,8 @@ def _category_problems(cat_dir: Path) -> list[str]:
 
 def check(root: PathLike | None) -> list[str]:
     """Problems that stop MVTec AD from loading from ``root``; an empty list means it is usable."""
-    problem = _root_problem(root)
-    if problem:
-        return [problem]
-    cats = categories(root)
-    if not cats:
-        return [f"no category folders (with train/ and test/) in '{root}'; it must be laid out as:\n{LAYOUT}"]
-    problems = []
-    for cat in cats:
-        problems += [f"{cat}: {p}" for p in _category_problems(Path(root) / cat)]
-    return problems
+    return check_categories(root, LAYOUT, categories, _category_problems,
+                            "no category folders (with train/ and test/)")
 
 
 def items(root: PathLike | None, category: str | None, seed: int = 0) -> Listing:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustad.data.formats.base import GeneratedFormat
+from robustad.data.formats.base import FORMATS, GeneratedFormat, known_category
 from robustad.data.splits import AnomalySplit
 from robustad.errors import DataError
 
@@ -72,27 +72,9 @@ def _photo(category: str) -> np.ndarray:
 
 
 def _category(category: str) -> str:
-    key = str(category).strip().lower()
-    if key not in CATEGORIES:
-        raise DataError(f"surfaces: unknown category {category!r}; the categories are {list(CATEGORIES)}.")
-    return key
+    return known_category(NAME, CATEGORIES, category)
 
 
-def categories(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """The three categories (``root`` is ignored: the photographs ship with scikit-image)."""
-    return list(CATEGORIES)
-
-
-def check(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Problems that keep the set from loading (empty when it is usable)."""
-    try:
-        for category in CATEGORIES:
-            _photo(category)
-    except DataError as err:
-        return [str(err)]
-    except Exception as err:  # noqa: BLE001 - report whatever broke reading the bundled files
-        return [f"surfaces: cannot read scikit-image's bundled photographs ({type(err).__name__}: {err})."]
-    return []
 
 
 def _crops(photo: np.ndarray, rows: tuple[int, int], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -273,6 +255,9 @@ class SurfacesFormat(GeneratedFormat, name=NAME):
     summary = "semi-synthetic, for validation: crops of scikit-image's cell, tissue and star photographs with drawn defects"
     example = "robustad train --data surfaces --category cell --out runs/cell"
     layout = LAYOUT
-    check = staticmethod(check)
-    categories = staticmethod(categories)
+    category_names = CATEGORIES
+    photo = staticmethod(_photo)
     generate = staticmethod(load)
+
+
+categories, check = FORMATS[NAME].categories, FORMATS[NAME].check

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustad.data.formats.base import GeneratedFormat
+from robustad.data.formats.base import FORMATS, GeneratedFormat, known_category
 from robustad.data.splits import AnomalySplit
 from robustad.errors import DataError, InputError
 
@@ -130,30 +130,7 @@ def _photo(category: str) -> np.ndarray:
 
 
 def _category(category: str) -> str:
-    key = str(category).strip().lower()
-    if key not in CATEGORIES:
-        raise DataError(f"textures: unknown category {category!r}; the categories are {list(CATEGORIES)}.")
-    return key
-
-
-# --------------------------------------------------------------------------- module contract
-
-
-def categories(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """The three categories (``root`` is ignored: the photographs ship with scikit-image)."""
-    return list(CATEGORIES)
-
-
-def check(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Problems that keep the set from loading (empty when it is usable); ``root`` is ignored."""
-    try:
-        for category in CATEGORIES:
-            _photo(category)
-    except DataError as err:
-        return [str(err)]
-    except Exception as err:  # noqa: BLE001 - report whatever broke reading the bundled files
-        return [f"textures: cannot read scikit-image's bundled photographs ({type(err).__name__}: {err})."]
-    return []
+    return known_category(NAME, CATEGORIES, category)
 
 
 def crop_boxes(part: str, n: int, crop_size: int, seed: int = 0) -> np.ndarray:
@@ -536,6 +513,9 @@ class TexturesFormat(GeneratedFormat, name=NAME):
     summary = "semi-synthetic: crops of scikit-image's brick/grass/gravel with drawn defects"
     example = "robustad train --data textures --category brick --out runs/brick"
     layout = LAYOUT
-    check = staticmethod(check)
-    categories = staticmethod(categories)
+    category_names = CATEGORIES
+    photo = staticmethod(_photo)
     generate = staticmethod(load)
+
+
+categories, check = FORMATS[NAME].categories, FORMATS[NAME].check
