@@ -21,7 +21,7 @@ import platform
 
 import torch
 
-from robustad.config import CobraConfig
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.training import make_optimizer, resolve_device, training_step
 from robustad.models.heads import ShiftContrastiveNet

@@ -39,7 +39,7 @@ def test_script_imports_and_prints_its_help(script):
 
 
 def test_train_throughput_measures_a_tiny_step():
-    from robustad.config import CobraConfig
+    from robustad.methods.cobra.config import CobraConfig
 
     module = _script("train_throughput")
     config = CobraConfig.from_preset("cpu-small").with_overrides(
@@ -48,7 +48,7 @@ def test_train_throughput_measures_a_tiny_step():
 
 
 def test_gradient_precision_ranks_float32_above_bf16():
-    from robustad.config import CobraConfig
+    from robustad.methods.cobra.config import CobraConfig
 
     module = _script("gradient_precision")
     config = CobraConfig.from_preset("cpu-small").with_overrides({"model.width": 8, "train.batch_size": 4})

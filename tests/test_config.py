@@ -1,7 +1,8 @@
 import pytest
 
-from robustad.config import CobraConfig, config_keys, format_eps, list_presets, parse_eps
+from robustad.config import config_keys, format_eps, list_presets, parse_eps
 from robustad.errors import ConfigError
+from robustad.methods.cobra.config import CobraConfig
 
 
 @pytest.mark.parametrize("value,expected", [("8/255", 8 / 255), (0.5, 0.5), ("0.25", 0.25), (0, 0.0), (1, 1.0)])
@@ -68,7 +69,7 @@ def test_unknown_preset_lists_available_ones():
 def test_config_round_trips_through_dict():
     config = CobraConfig.from_preset("cpu-small")
     assert CobraConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
-    assert "adversarial.eps" in config_keys()
+    assert "adversarial.eps" in config_keys(CobraConfig)
 
 
 def test_hostile_config_files_are_refused_before_they_are_expanded(tmp_path):

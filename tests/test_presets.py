@@ -3,9 +3,10 @@
 import pytest
 import yaml
 
-from robustad.config import CobraConfig, list_presets
+from robustad.config import list_presets
 from robustad.data.registry import DATASETS, preset_for
 from robustad.errors import ConfigError, DataError
+from robustad.methods.cobra.config import CobraConfig
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any, get_type_hints
 import yaml
 
 from robustad.errors import ConfigError
-
 
 # the device names a config (or load(device=...)) may give
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
@@ -61,42 +59,6 @@ MAX_SCORE_VIEWS = 64
 def check_upper_bound(name: str, value: int | None, limit: int) -> None:
     if value is not None and value > limit:
         raise ConfigError(f"{name} is {value}, above the largest robustad accepts ({limit}); use a smaller value")
-
-
-@dataclass
-class ModelConfig:
-    width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
-    stem: str = "cifar"  # "cifar" for small images, "imagenet" for 224 px
-    projection_dim: int = 128
-
-
-@dataclass
-class TransformConfig:
-    # Hard transformations that make pseudo-anomalies; shift 0 is always the identity.
-    pseudo_anomalies: list[str] = field(default_factory=lambda: ["rotation"])
-    crop_scale: tuple[float, float] = (0.54, 1.0)
-    jitter_strength: float = 0.4
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    flip: bool = False
-
-
-@dataclass
-class LossConfig:
-    contrastive: str = "cobra"  # cobra | cl | opposite | supcon | none
-    classification: bool = True  # add L_CLS (cross-entropy of the shift head H)
-    temperature: float = 0.5
-    opposite_weight: float = 1.0
-
-
-@dataclass
-class AdversarialConfig:
-    enabled: bool = True
-    mode: str = "paper"  # "paper": two adversaries (contrastive loss, shift head); "reference": three
-    eps: Any = "4/255"
-    steps: int = 10
-    step_size: Any = None  # None -> 2.5 * eps / steps
-    random_start: bool = True
 
 
 @dataclass
@@ -141,108 +103,10 @@ class TrainConfig:
 
 
 @dataclass
-class ScoreConfig:
-    views: int = 0  # seeded light views averaged per image; 0 = the image itself
-    seed: int = 1234  # fixes the views and random shifts, so score(x) is deterministic
-    bank_size: int | None = None  # training images kept in the feature bank; None = all
-    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
-    target_fpr: float = 0.05
-    batch_size: int = 256
-
-
-@dataclass
 class EvaluationConfig:
     # The data set's customary test budget: 8/255 for 32 px images, 2/255 for 224 px.
     eps: Any = "8/255"
     steps: int = 50
-
-
-@dataclass
-class CobraConfig:
-    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
-    model: ModelConfig = field(default_factory=ModelConfig)
-    transforms: TransformConfig = field(default_factory=TransformConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-
-    def validate(self) -> "CobraConfig":
-        self.adversarial.eps = parse_eps(self.adversarial.eps, "adversarial.eps")
-        self.evaluation.eps = parse_eps(self.evaluation.eps, "evaluation.eps")
-        if self.evaluation.steps < 1:
-            raise ConfigError(f"evaluation.steps must be >= 1, got {self.evaluation.steps}")
-        if self.adversarial.step_size is not None:
-            self.adversarial.step_size = parse_eps(self.adversarial.step_size, "adversarial.step_size")
-        if self.adversarial.mode not in ("paper", "reference"):
-            raise ConfigError(f"adversarial.mode must be 'paper' or 'reference', got {self.adversarial.mode!r}")
-        if self.adversarial.steps < 1:
-            raise ConfigError(f"adversarial.steps must be >= 1, got {self.adversarial.steps}")
-        if self.model.stem not in ("cifar", "imagenet"):
-            raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
-        if self.model.width < 1:
-            raise ConfigError(f"model.width must be >= 1, got {self.model.width}")
-        check_upper_bound("model.width", self.model.width, MAX_MODEL_WIDTH)
-        check_upper_bound("model.projection_dim", self.model.projection_dim, MAX_PROJECTION_DIM)
-        check_upper_bound("score.views", self.score.views, MAX_SCORE_VIEWS)
-        check_upper_bound("image_size", self.image_size, MAX_IMAGE_SIZE)
-        self.train.validate()
-        if not 0.0 < self.score.target_fpr < 1.0:
-            raise ConfigError(f"score.target_fpr must be in (0, 1), got {self.score.target_fpr}")
-        if not 0.0 <= self.score.holdout_fraction < 1.0:
-            raise ConfigError(f"score.holdout_fraction must be in [0, 1), got {self.score.holdout_fraction}")
-        if self.score.views < 0:
-            raise ConfigError(f"score.views must be >= 0, got {self.score.views}")
-        if self.score.batch_size < 1:
-            raise ConfigError(f"score.batch_size must be >= 1, got {self.score.batch_size}")
-        if self.score.bank_size is not None and self.score.bank_size < 1:
-            raise ConfigError(f"score.bank_size must be >= 1, or null to keep every training image; "
-                              f"got {self.score.bank_size}")
-        if self.score.seed < 0:
-            raise ConfigError(f"score.seed must be >= 0, got {self.score.seed}")
-        if not (math.isfinite(self.loss.temperature) and self.loss.temperature > 0):
-            raise ConfigError(f"loss.temperature must be a finite number > 0, got {self.loss.temperature}")
-        if not (math.isfinite(self.loss.opposite_weight) and self.loss.opposite_weight >= 0):
-            raise ConfigError(f"loss.opposite_weight must be a finite number >= 0, got {self.loss.opposite_weight}")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
-        return self
-
-    # --- (de)serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "CobraConfig":
-        return build_config(cls, data, source).validate()
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "CobraConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config file {path} is {size:,} bytes; a robustad config is a few hundred "
-                              f"(the limit is {MAX_CONFIG_BYTES:,}): point --preset at the right file")
-        try:
-            data = load_yaml(path.read_text(), f"config file {path}") or {}
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
-        return cls.from_dict(_resolve_base(data, str(path), ()), source=str(path))
-
-    @classmethod
-    def from_preset(cls, name: str) -> "CobraConfig":
-        if name.endswith((".yaml", ".yml")) or "/" in name:
-            return cls.from_yaml(name)
-        return cls.from_dict(_preset_data(name, ()), source=f"preset {name}")
-
-    def with_overrides(self, overrides: dict[str, Any] | list[str] | None) -> "CobraConfig":
-        """Return a copy with ``{"train.epochs": 3}`` or ``["train.epochs=3"]`` applied."""
-        data = self.to_dict()
-        for key, value in parse_overrides(overrides).items():
-            set_config_key(data, key, value, CobraConfig)
-        return CobraConfig.from_dict(data, source="overrides")
 
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -265,14 +129,14 @@ class InvalidYAMLError(ConfigError):
     """Text that does not parse as YAML (an override's value is then taken as a plain string)."""
 
 
-def _preset_data(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
+def preset_data(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
     if name not in list_presets():
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
     text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
-    return _resolve_base(load_yaml(text, f"preset {name}") or {}, f"preset {name}", (*chain, name))
+    return resolve_base(load_yaml(text, f"preset {name}") or {}, f"preset {name}", (*chain, name))
 
 
-def _resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> dict[str, Any]:
+def resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> dict[str, Any]:
     """A config may start from another preset (``base: cpu-small``) and change some fields."""
     if not isinstance(data, dict) or "base" not in data:
         return data
@@ -282,7 +146,7 @@ def _resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> 
         raise ConfigError(f"{source}: base must be a preset name, got {base!r}")
     if base in chain:
         raise ConfigError(f"{source}: presets refer to each other in a loop: {' -> '.join((*chain, base))}")
-    return deep_merge(_preset_data(base, chain), data)
+    return deep_merge(preset_data(base, chain), data)
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +164,7 @@ def list_presets() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def set_config_key(data: dict[str, Any], key: str, value: Any, cls: type = CobraConfig) -> None:
+def set_config_key(data: dict[str, Any], key: str, value: Any, cls: type) -> None:
     """Set dotted `key` (e.g. "train.epochs") in a config dict of `cls`; an unknown key is a ConfigError."""
     node = data
     parts = key.split(".")
@@ -313,7 +177,7 @@ def set_config_key(data: dict[str, Any], key: str, value: Any, cls: type = Cobra
     node[parts[-1]] = value
 
 
-def config_keys(cls: type = CobraConfig, prefix: str = "") -> list[str]:
+def config_keys(cls: type, prefix: str = "") -> list[str]:
     keys = []
     hints = get_type_hints(cls)
     for f in fields(cls):
@@ -402,3 +266,56 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         expected = getattr(hint, "__name__", text) if plain else text.replace("typing.", "")  # int, not <class 'int'>
         raise ConfigError(f"{source}: {key}={value!r} has the wrong type (expected {expected})") from None
     return value
+
+
+# --- a method's config --------------------------------------------------------------------------
+class ConfigMixin:
+    """to_dict / from_dict / from_yaml / with_overrides for a method's dataclass config.
+
+    Fields typed as a plain dict (not a dataclass) take free-form dotted keys below them:
+    ``backbone_overrides.train.epochs=2`` stores ``{"train.epochs": 2}`` in ``backbone_overrides``.
+    """
+
+    def validate(self):
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config"):
+        # missing keys take this class's defaults, not those of the shared section classes
+        if isinstance(data, dict):
+            data = deep_merge(cls().to_dict(), data)
+        return build_config(cls, data, source).validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path):
+        """The config in a YAML file (it may start from a preset: ``base: cpu-small``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {size:,} bytes; a robustad config is a few hundred "
+                              f"(the limit is {MAX_CONFIG_BYTES:,}): point --preset at the right file")
+        try:
+            data = load_yaml(path.read_text(), f"config file {path}") or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+        return cls.from_dict(resolve_base(data, str(path), ()), source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str] | None):
+        cls = type(self)
+        data = self.to_dict()
+        hints = get_type_hints(cls)
+        free_form = {f.name for f in fields(cls) if str(hints[f.name]).startswith("dict")}
+        for key, value in parse_overrides(overrides).items():
+            parts = key.split(".")
+            if parts[0] in free_form:
+                if len(parts) == 1:
+                    data[parts[0]] = value
+                else:
+                    data[parts[0]] = {**(data[parts[0]] or {}), ".".join(parts[1:]): value}
+                continue
+            set_config_key(data, key, value, cls)
+        return cls.from_dict(data, source="overrides")

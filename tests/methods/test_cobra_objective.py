@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from robustad.config import AdversarialConfig, LossConfig
 from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
+from robustad.methods.cobra.config import AdversarialConfig, LossConfig
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms import LightViews, PseudoAnomalySet

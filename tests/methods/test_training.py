@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from robustad.config import CobraConfig
 from robustad.errors import CheckpointError
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.training import CHECKPOINT_NAME, learning_rate, train
 from robustad.models.heads import ShiftContrastiveNet

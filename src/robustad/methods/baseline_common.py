@@ -1,59 +1,19 @@
-"""What the baselines (Deep SVDD, kNN) share: config (de)serialisation and checks, and, with COBRA,
-input loading and the hold-out split. Checkpoint files and calibration, shared with COBRA too,
+"""What the baselines (Deep SVDD, kNN) share: the score section of their configs and its checks, and,
+with COBRA, input loading and the hold-out split. Checkpoint files and calibration, shared with COBRA too,
 are in robustad.methods.checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, fields
-from typing import Any, get_type_hints
+from dataclasses import dataclass
 
 import torch
 
-from robustad.config import (MAX_IMAGE_SIZE, EvaluationConfig, build_config, deep_merge, parse_overrides, check_upper_bound,
-                             parse_eps, set_config_key)
+from robustad.config import MAX_IMAGE_SIZE, EvaluationConfig, check_upper_bound, parse_eps
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
 
-
 # --- config -----------------------------------------------------------------------------------------
-class ConfigMixin:
-    """to_dict / from_dict / with_overrides for the baselines' dataclass configs.
-
-    Fields typed as a plain dict (not a dataclass) take free-form dotted keys below them:
-    ``backbone_overrides.train.epochs=2`` stores ``{"train.epochs": 2}`` in ``backbone_overrides``.
-    """
-
-    def validate(self):
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config"):
-        # missing keys take this class's defaults, not those of the shared section classes
-        if isinstance(data, dict):
-            data = deep_merge(cls().to_dict(), data)
-        return build_config(cls, data, source).validate()
-
-    def with_overrides(self, overrides: dict[str, Any] | list[str] | None):
-        cls = type(self)
-        data = self.to_dict()
-        hints = get_type_hints(cls)
-        free_form = {f.name for f in fields(cls) if str(hints[f.name]).startswith("dict")}
-        for key, value in parse_overrides(overrides).items():
-            parts = key.split(".")
-            if parts[0] in free_form:
-                if len(parts) == 1:
-                    data[parts[0]] = value
-                else:
-                    data[parts[0]] = {**(data[parts[0]] or {}), ".".join(parts[1:]): value}
-                continue
-            set_config_key(data, key, value, cls)
-        return cls.from_dict(data, source="overrides")
 
 
 @dataclass

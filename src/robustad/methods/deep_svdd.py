@@ -19,14 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustad.config import MAX_MODEL_WIDTH, CobraConfig, EvaluationConfig, TrainConfig, check_upper_bound
+from robustad.config import MAX_MODEL_WIDTH, ConfigMixin, EvaluationConfig, TrainConfig, check_upper_bound
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     check_evaluation_config,
     check_score_config,
-    ConfigMixin,
     load_normal_images,
     split_holdout,
 )
@@ -40,6 +39,7 @@ from robustad.methods.checkpoint import (
     run_identity,
     write_checkpoint,
 )
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.training import TrainReport, resolve_device, train
 from robustad.models.resnet import ResNet18
 

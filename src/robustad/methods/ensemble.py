@@ -21,15 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustad.config import CobraConfig, EvaluationConfig, config_keys
+from robustad.config import ConfigMixin, EvaluationConfig, config_keys, parse_overrides
 from robustad.errors import CheckpointError, ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     check_evaluation_config,
     check_score_config,
-    ConfigMixin,
-    parse_overrides,
     load_normal_images,
     split_holdout,
 )
@@ -43,6 +41,7 @@ from robustad.methods.checkpoint import (
     restore_statistics,
     write_checkpoint,
 )
+from robustad.methods.cobra.config import CobraConfig
 
 __all__ = ["Ensemble", "EnsembleConfig", "EnsembleScore"]
 
@@ -241,8 +240,8 @@ class Ensemble(BaseDetector):
 
 
 def _member_digest(folder: Path) -> str:
-    from robustad.methods.checkpoint import WEIGHTS_FILE
     from robustad.data.cache import sha256_file
+    from robustad.methods.checkpoint import WEIGHTS_FILE
 
     try:
         return sha256_file(folder / WEIGHTS_FILE)

@@ -25,15 +25,13 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from robustad.config import CobraConfig, EvaluationConfig
+from robustad.config import ConfigMixin, EvaluationConfig, parse_overrides
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     check_evaluation_config,
     check_score_config,
-    ConfigMixin,
-    parse_overrides,
     load_normal_images,
     split_holdout,
 )
@@ -47,6 +45,7 @@ from robustad.methods.checkpoint import (
     restore_statistics,
     write_checkpoint,
 )
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.patch_bank import PatchBankScore, greedy_coreset, patch_grid
 from robustad.methods.training import resolve_device
 from robustad.models.resnet import ResNet18

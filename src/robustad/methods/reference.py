@@ -27,18 +27,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustad.config import CobraConfig, EvaluationConfig
+from robustad.config import ConfigMixin, EvaluationConfig
 from robustad.errors import ConfigError, DataError, InputError
 from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import (
     BaselineScoreConfig,
     check_evaluation_config,
     check_score_config,
-    ConfigMixin,
     load_normal_images,
     split_holdout,
 )
-from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
@@ -49,6 +47,8 @@ from robustad.methods.checkpoint import (
     restore_statistics,
     write_checkpoint,
 )
+from robustad.methods.cobra.config import CobraConfig
+from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.training import resolve_device
 
 __all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN", "ReferenceConfig"]

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from robustad.config import CobraConfig
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
+from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
@@ -21,7 +21,7 @@ from robustad.methods.checkpoint import (
     run_identity,
     write_checkpoint,
 )
-from robustad.methods.baseline_common import load_normal_images
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
@@ -29,7 +29,6 @@ from robustad.methods.training import TrainReport, resolve_device, train
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
-
 
 
 class Cobra(BaseDetector):

@@ -8,8 +8,8 @@ import torch
 from torch.nn import functional as F
 
 from robustad import distributed
-from robustad.config import AdversarialConfig, LossConfig
 from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
+from robustad.methods.cobra.config import AdversarialConfig, LossConfig
 from robustad.methods.cobra.loss import cobra_contrastive_loss, shift_classification_loss
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet

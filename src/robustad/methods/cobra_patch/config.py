@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustad.config import CobraConfig, EvaluationConfig, TrainConfig, parse_eps
+from robustad.config import ConfigMixin, EvaluationConfig, TrainConfig, parse_eps
 from robustad.errors import ConfigError
-from robustad.methods.baseline_common import BaselineScoreConfig, check_evaluation_config, check_score_config, ConfigMixin
+from robustad.methods.baseline_common import BaselineScoreConfig, check_evaluation_config, check_score_config
+from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.patch_bank import AGGREGATES
 from robustad.models.efficientnet_lite import BLOCKS
 from robustad.transforms.defects import DEFECT_FILLS, DEFECT_SHAPES

@@ -1,0 +1,129 @@
+"""COBRA's configuration: the network, the views and pseudo-anomalies, the loss, the adversaries and
+the score, next to the generic training and evaluation sections (robustad.config)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustad.config import (
+    MAX_IMAGE_SIZE,
+    MAX_MODEL_WIDTH,
+    MAX_PROJECTION_DIM,
+    MAX_SCORE_VIEWS,
+    ConfigMixin,
+    EvaluationConfig,
+    TrainConfig,
+    check_upper_bound,
+    parse_eps,
+    preset_data,
+)
+from robustad.errors import ConfigError
+
+__all__ = ["AdversarialConfig", "CobraConfig", "LossConfig", "ModelConfig", "ScoreConfig", "TransformConfig"]
+
+
+@dataclass
+class ModelConfig:
+    width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
+    stem: str = "cifar"  # "cifar" for small images, "imagenet" for 224 px
+    projection_dim: int = 128
+
+
+@dataclass
+class TransformConfig:
+    # Hard transformations that make pseudo-anomalies; shift 0 is always the identity.
+    pseudo_anomalies: list[str] = field(default_factory=lambda: ["rotation"])
+    crop_scale: tuple[float, float] = (0.54, 1.0)
+    jitter_strength: float = 0.4
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+    flip: bool = False
+
+
+@dataclass
+class LossConfig:
+    contrastive: str = "cobra"  # cobra | cl | opposite | supcon | none
+    classification: bool = True  # add L_CLS (cross-entropy of the shift head H)
+    temperature: float = 0.5
+    opposite_weight: float = 1.0
+
+
+@dataclass
+class AdversarialConfig:
+    enabled: bool = True
+    mode: str = "paper"  # "paper": two adversaries (contrastive loss, shift head); "reference": three
+    eps: Any = "4/255"
+    steps: int = 10
+    step_size: Any = None  # None -> 2.5 * eps / steps
+    random_start: bool = True
+
+
+@dataclass
+class ScoreConfig:
+    views: int = 0  # seeded light views averaged per image; 0 = the image itself
+    seed: int = 1234  # fixes the views and random shifts, so score(x) is deterministic
+    bank_size: int | None = None  # training images kept in the feature bank; None = all
+    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
+    target_fpr: float = 0.05
+    batch_size: int = 256
+
+
+@dataclass
+class CobraConfig(ConfigMixin):
+    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
+    model: ModelConfig = field(default_factory=ModelConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def validate(self) -> "CobraConfig":
+        self.adversarial.eps = parse_eps(self.adversarial.eps, "adversarial.eps")
+        self.evaluation.eps = parse_eps(self.evaluation.eps, "evaluation.eps")
+        if self.evaluation.steps < 1:
+            raise ConfigError(f"evaluation.steps must be >= 1, got {self.evaluation.steps}")
+        if self.adversarial.step_size is not None:
+            self.adversarial.step_size = parse_eps(self.adversarial.step_size, "adversarial.step_size")
+        if self.adversarial.mode not in ("paper", "reference"):
+            raise ConfigError(f"adversarial.mode must be 'paper' or 'reference', got {self.adversarial.mode!r}")
+        if self.adversarial.steps < 1:
+            raise ConfigError(f"adversarial.steps must be >= 1, got {self.adversarial.steps}")
+        if self.model.stem not in ("cifar", "imagenet"):
+            raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
+        if self.model.width < 1:
+            raise ConfigError(f"model.width must be >= 1, got {self.model.width}")
+        check_upper_bound("model.width", self.model.width, MAX_MODEL_WIDTH)
+        check_upper_bound("model.projection_dim", self.model.projection_dim, MAX_PROJECTION_DIM)
+        check_upper_bound("score.views", self.score.views, MAX_SCORE_VIEWS)
+        check_upper_bound("image_size", self.image_size, MAX_IMAGE_SIZE)
+        self.train.validate()
+        if not 0.0 < self.score.target_fpr < 1.0:
+            raise ConfigError(f"score.target_fpr must be in (0, 1), got {self.score.target_fpr}")
+        if not 0.0 <= self.score.holdout_fraction < 1.0:
+            raise ConfigError(f"score.holdout_fraction must be in [0, 1), got {self.score.holdout_fraction}")
+        if self.score.views < 0:
+            raise ConfigError(f"score.views must be >= 0, got {self.score.views}")
+        if self.score.batch_size < 1:
+            raise ConfigError(f"score.batch_size must be >= 1, got {self.score.batch_size}")
+        if self.score.bank_size is not None and self.score.bank_size < 1:
+            raise ConfigError(f"score.bank_size must be >= 1, or null to keep every training image; "
+                              f"got {self.score.bank_size}")
+        if self.score.seed < 0:
+            raise ConfigError(f"score.seed must be >= 0, got {self.score.seed}")
+        if not (math.isfinite(self.loss.temperature) and self.loss.temperature > 0):
+            raise ConfigError(f"loss.temperature must be a finite number > 0, got {self.loss.temperature}")
+        if not (math.isfinite(self.loss.opposite_weight) and self.loss.opposite_weight >= 0):
+            raise ConfigError(f"loss.opposite_weight must be a finite number >= 0, got {self.loss.opposite_weight}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
+        return self
+
+    @classmethod
+    def from_preset(cls, name: str) -> "CobraConfig":
+        if name.endswith((".yaml", ".yml")) or "/" in name:
+            return cls.from_yaml(name)
+        return cls.from_dict(preset_data(name, ()), source=f"preset {name}")
