@@ -212,30 +212,21 @@ def _training_device(config) -> str:
 
 def cmd_train(args) -> int:
     from robustad.methods.checkpoint import calibration_summary
-    from robustad.pipeline import choose_setup, load_data, resize_note, say, train_or_resume
+    from robustad.pipeline import load_data, plan_training, resize_note, say, train_or_resume
 
     from robustad import distributed
 
     # under torchrun only rank 0 (RANK, set by torchrun) tries writing into --out: a trial by every rank
     # at once would race (one rank removing the folder another is trying)
     out = _output_folder(args.out) if os.environ.get("RANK", "0") in ("", "0") else Path(args.out)
-    spec = _spec(args)
-    setup = choose_setup(spec, args.scale, args.preset, args.method)
+    plan = plan_training(_spec(args), args.scale, args.preset, args.method, args.set, args.image_size, args.holdout)
+    setup, config, spec = plan.setup, plan.config, plan.data
     preset, method = setup.preset, setup.method
-    if args.image_size is not None and not any(item.startswith("image_size=") for item in args.set):
-        args.set = [f"image_size={args.image_size}", *args.set]  # --image-size wins over the preset's size
-    if args.holdout is not None:
-        args.set = [f"score.holdout_fraction={args.holdout}", *args.set]
-    from robustad.methods.catalog import build_detector
-
-    config = build_detector(method, preset, args.set).config  # fail on a bad config before loading data
     ctx = distributed.init_from_environment(_training_device(config))  # under torchrun: join the other ranks
     if ctx is None or ctx.rank == 0:  # rank 0 writes for all ranks
         _hold(out, "training")
     distributed.barrier()  # the others go on once --out exists and is rank 0's
     attack = _attack(args, config) if args.evaluate else None
-    if spec.image_size is None and config.image_size is not None:
-        spec.image_size = config.image_size  # resize while reading: large photographs never sit in memory
     split = load_data(spec)
     say(split.describe())
     say(f"preset {preset}")
@@ -254,7 +245,7 @@ def cmd_train(args) -> int:
         board = _LOCKS.enter_context(TensorBoardLog(args.tensorboard))  # closed (flushed) however the command ends
     finished_before = (out / META_FILE).is_file()
     with training_deadline(_deadline(args.time_limit)), training_monitor(board.scalar if board else None):
-        detector = train_or_resume(preset, args.set, split.train, out, progress=not args.quiet, method=method)
+        detector = train_or_resume(preset, plan.settings, split.train, out, progress=not args.quiet, method=method)
     info = detector.fit_info_
     seconds = info.get("train_seconds") or info.get("fit_seconds") or 0.0
     speed = f" ({info['train_images_per_second']:.1f} normal images/s)" if info.get("train_images_per_second") else ""

@@ -5,11 +5,13 @@ The CLI only parses arguments and calls these; a notebook can call them the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -73,6 +75,39 @@ def choose_setup(spec: DataSpec, scale: str = "cpu", preset: str | None = None, 
         size = f"{side} px images" if side is not None else "images of unknown size"
         notes.append(f"method {method} (the default for {size}; --method to choose another)")
     return Setup(preset or preset_for(spec.name, scale, side), method, side, notes)
+
+
+@dataclass
+class TrainingPlan:
+    """What a training run will do, settled before any image is read: the setup (preset, method), the
+    settings the detector is built with and its validated config, and the data spec to read with."""
+
+    setup: Setup
+    settings: list[str]
+    config: Any
+    data: DataSpec
+
+
+def plan_training(spec: DataSpec, scale: str = "cpu", preset: str | None = None, method: str | None = None,
+                  settings: Sequence[str] = (), image_size: int | None = None,
+                  holdout: float | None = None) -> TrainingPlan:
+    """Choose the preset and method, fold ``image_size`` and ``holdout`` into the settings and build
+    the config once, so that a bad setting fails before the data loads. ``image_size`` wins over the
+    preset's size unless a setting names one; the images are read at the config's size, so large
+    photographs never sit in memory at full size."""
+    from robustad.methods.catalog import build_detector
+
+    setup = choose_setup(spec, scale, preset, method)
+    settings = list(settings)
+    if image_size is not None and not any(item.startswith("image_size=") for item in settings):
+        settings = [f"image_size={image_size}", *settings]
+    if holdout is not None:
+        settings = [f"score.holdout_fraction={holdout}", *settings]
+    config = build_detector(setup.method, setup.preset, settings).config
+    data = spec
+    if spec.image_size is None and config.image_size is not None:
+        data = dataclasses.replace(spec, image_size=config.image_size)
+    return TrainingPlan(setup, settings, config, data)
 
 
 def resize_note(setup: Setup, image_size: int | None) -> str | None:
