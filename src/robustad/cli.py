@@ -293,26 +293,23 @@ def cmd_evaluate(args) -> int:
     attack = None if (args.suite or args.sanity) else _attack(args, first.config)  # a bad --eps fails before the data loads
     if args.suite or args.sanity:  # settings and surrogates fail fast, before the data is loaded
         from robustad.evaluation.sanity import SanityConfig
-        from robustad.evaluation.suite import evaluate_suite, suite_preset
+        from robustad.evaluation.suite import SANITY_TEST_IMAGES, evaluate_suite, suite_for_detector
 
-        suite = suite_preset(args.suite) if args.suite else None
         eps = args.eps if args.eps is not None else first.config.evaluation.eps
-        if suite is not None:
-            if args.suite_eps:
-                suite.eps = tuple(e.strip() for e in args.suite_eps.split(",") if e.strip())
-                if not suite.eps:
-                    raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; "
-                                        f"got {args.suite_eps!r}")
-            elif args.eps is not None or len(suite.eps) == 1:
-                suite.eps = (eps,)  # the detector's own test budget: 8/255 at 32 px is 2/255 at 224 px
-            suite.validate()
+        budgets = None
+        if args.suite_eps:
+            budgets = [e.strip() for e in args.suite_eps.split(",") if e.strip()]
+            if not budgets:
+                raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; "
+                                    f"got {args.suite_eps!r}")
+        suite = suite_for_detector(args.suite, first.config.evaluation.eps, args.eps, budgets) if args.suite else None
         sanity = SanityConfig(eps=eps, target=args.target, seed=args.attack_seed).validate()
         surrogates = {}
         for item in args.surrogate:
             name, _, path = item.rpartition("=")
             surrogates[name or Path(path).name] = load_detector(path)
         if spec.max_test is None:  # the full test split would take hours under the suite
-            spec.max_test = suite.num_test if suite else 200
+            spec.max_test = suite.num_test if suite else SANITY_TEST_IMAGES
     split = load_data(spec)
     if len(split.test_labels) == 0:
         raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")

@@ -131,3 +131,16 @@ def test_labels_that_do_not_fit_the_images_are_refused_before_any_attack():
             evaluate_robustness(object(), images, labels, AttackConfig(eps="8/255", steps=1))
         with pytest.raises(InputError, match=match):
             run_suite({"x": object()}, images, labels, "quick")
+
+
+def test_a_suite_runs_at_the_detectors_budget_unless_told_otherwise():
+    from robustad.evaluation.suite import suite_for_detector
+
+    two = 2 / 255
+    assert suite_for_detector("cpu", two).eps == (pytest.approx(two),)  # one-budget preset: the detector's own
+    assert suite_for_detector("cpu", two, eps="4/255").eps == (pytest.approx(4 / 255),)
+    assert len(suite_for_detector("full", two).eps) == 4  # a sweep keeps its budgets
+    assert suite_for_detector("full", two, budgets=["1/255", "3/255"]).eps == (pytest.approx(1 / 255),
+                                                                               pytest.approx(3 / 255))
+    with pytest.raises(ConfigError):
+        suite_for_detector("full", two, budgets=[])

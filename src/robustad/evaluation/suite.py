@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import torch
@@ -158,6 +159,24 @@ def suite_preset(name: str) -> SuiteConfig:
     if name not in presets:
         raise ConfigError(f"unknown suite preset {name!r}; available: {', '.join(presets)}")
     return presets[name]
+
+
+# test images a sanity-check run uses when the caller names no number (the whole split takes hours)
+SANITY_TEST_IMAGES = 200
+
+
+def suite_for_detector(name: str, detector_eps: Any, eps: Any = None, budgets: Sequence[Any] | None = None) -> SuiteConfig:
+    """The suite preset ``name`` at the budgets a detector is judged at: ``budgets`` when given;
+    else ``eps``, or the detector's own test budget (8/255 at 32 px is 2/255 at 224 px), for a
+    preset with one budget or when ``eps`` is given; else the preset's own budgets."""
+    suite = suite_preset(name)
+    if budgets is not None:
+        suite.eps = tuple(budgets)
+        if not suite.eps:
+            raise ConfigError("name at least one budget for the suite, e.g. 2/255,8/255")
+    elif eps is not None or len(suite.eps) == 1:
+        suite.eps = (detector_eps if eps is None else eps,)
+    return suite.validate()
 
 
 # --- results --------------------------------------------------------------------------------------
