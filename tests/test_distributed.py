@@ -85,6 +85,29 @@ def _helpers_on_two_ranks(rank: int, init_file: str) -> None:
         bn.running_mean.fill_(float(rank + 3))
         distributed.broadcast_buffers(bn)
         assert bn.running_mean.eq(3.0).all()
+        # BatchNorm across ranks: each rank's half of a batch normalised as one process normalises the whole
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                                  torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 1))
+        alone = __import__("copy").deepcopy(net)
+        x = torch.randn(8, 2, 6, 6, generator=torch.Generator().manual_seed(1)) * 3 + 1
+        xa, xr = x.clone().requires_grad_(True), x[4 * rank:4 * rank + 4].clone().requires_grad_(True)
+        reference = alone(xa)  # one process: the whole batch
+        reference.pow(2).mean().backward()
+        with distributed.batchnorm_across_ranks(net):
+            out = net(xr)
+        # the two ranks' losses add up to one process's loss (each half's mean, halved)
+        (out.pow(2).mean() / 2).backward()
+        assert torch.allclose(out, reference[4 * rank:4 * rank + 4].detach(), atol=1e-5), "outputs"
+        assert torch.allclose(xr.grad, xa.grad[4 * rank:4 * rank + 4], atol=1e-6), "input gradients"
+        bn_alone, bn_ranks = alone[1], net[1]
+        assert torch.allclose(bn_ranks.running_mean, bn_alone.running_mean, atol=1e-6)
+        assert torch.allclose(bn_ranks.running_var, bn_alone.running_var, atol=1e-5)
+        grads = torch.cat([p.grad.flatten() for p in net.parameters()])
+        summed = grads.clone()
+        dist.all_reduce(summed)  # with losses that add up to one process's, the gradients add up to its gradient
+        assert torch.allclose(summed, torch.cat([p.grad.flatten() for p in alone.parameters()]) , atol=1e-5)
+        assert "forward" not in vars(net[1]), "the class's own forward is back after the block"
     finally:
         dist.destroy_process_group()
 

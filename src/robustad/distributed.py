@@ -10,9 +10,11 @@ Without torchrun (WORLD_SIZE unset or 1) nothing here changes what a run does.
 from __future__ import annotations
 
 import os
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -22,7 +24,11 @@ from robustad.errors import ConfigError
 __all__ = [
     "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree", "barrier",
     "gather_contrastive", "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
+    "batchnorm_across_ranks", "BATCHNORM",
 ]
+
+# how training under torchrun normalises (see batchnorm_across_ranks), as detector.json records it
+BATCHNORM = "statistics of the global batch (summed across ranks), as one process computes them"
 
 # a rank that waits longer than this for the others gives up with an error instead of hanging
 TIMEOUT = timedelta(minutes=10)
@@ -36,10 +42,7 @@ class Context:
     backend: str
 
     def describe(self) -> dict:
-        # BatchNorm normalises with each rank's own batch (no SyncBatchNorm: it has no CPU kernel, and
-        # per-rank statistics are what the tests can check); DDP broadcasts rank 0's running averages
-        return {"world_size": self.world_size, "backend": self.backend,
-                "batchnorm": "per-rank batch statistics, running statistics from rank 0"}
+        return {"world_size": self.world_size, "backend": self.backend, "batchnorm": BATCHNORM}
 
 
 def _env_int(name: str, environ) -> int | None:
@@ -215,3 +218,56 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         moved = buffer.data.to(device)
         dist.broadcast(moved, 0)
         buffer.data.copy_(moved.to(buffer.device))
+
+
+def _across_ranks_forward(bn: torch.nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm whose training-mode statistics are those of every rank's batch together.
+
+    Two all-reduces with gradients: the sums (-> the global mean), then the squared deviations from
+    it (-> the global biased variance, two-pass for accuracy). The reduces' backward sums each rank's
+    gradient, the same convention as gather_contrastive, so DistributedDataParallel's mean over ranks
+    gives one process's gradient. Running statistics follow torch's rule (momentum, or the cumulative
+    average when momentum is None; unbiased variance), identically on every rank.
+    """
+    if not bn.training:
+        return type(bn).forward(bn, x)
+    from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
+
+    dims = [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype, device=x.device)
+    total = all_reduce_with_grad(torch.cat([x.sum(dims), count]))
+    n = total[-1]
+    mean = total[:-1] / n
+    centred = x - mean.view(shape)
+    var = all_reduce_with_grad(centred.pow(2).sum(dims)) / n
+    if bn.track_running_stats and bn.running_mean is not None:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            unbiased = var * n / (n - 1).clamp_min(1)
+            bn.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(unbiased.detach(), alpha=factor)
+    out = centred * torch.rsqrt(var + bn.eps).view(shape)
+    if bn.affine:
+        out = out * bn.weight.view(shape) + bn.bias.view(shape)
+    return out
+
+
+@contextmanager
+def batchnorm_across_ranks(module: torch.nn.Module) -> Iterator[None]:
+    """Inside, every BatchNorm of ``module`` normalises a training batch with the statistics of the
+    global batch, as one process would (SyncBatchNorm's job; torch's SyncBatchNorm has no CPU kernel,
+    so this works on gloo and NCCL alike). Eval mode is untouched. Every rank must make the same
+    training-mode forward calls, as the training loop does. A no-op outside torchrun."""
+    if current() is None:
+        yield
+        return
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.forward = types.MethodType(_across_ranks_forward, bn)
+    try:
+        yield
+    finally:
+        for bn in norms:
+            del bn.forward  # the class's own forward again

@@ -178,10 +178,11 @@ def train(
         objective.net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     try:
-        start_epoch, history, seconds = _epochs(
-            objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
-            steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
-            rank, world, device)
+        with distributed.batchnorm_across_ranks(net):
+            start_epoch, history, seconds = _epochs(
+                objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
+                steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
+                rank, world, device)
     finally:
         objective.net = net
     if world > 1:
