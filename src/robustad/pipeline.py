@@ -14,17 +14,35 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from robustad import distributed
 from robustad.attacks.base import AttackConfig
 from robustad.config import format_eps
 from robustad.data.datasets import AnomalySplit
-from robustad import distributed
+from robustad.data.folder import list_images, load_images
+from robustad.data.mnist import fetch_mnist
+from robustad.data.registry import dataset_info, load_dataset, preset_for, probe_image_side
+from robustad.data.splits import check_limit, subsample
 from robustad.errors import CheckpointError, DataError
+from robustad.evaluation.maps import evaluate_maps, plot_maps
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
-from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
-from robustad.methods.checkpoint import META_FILE, library_versions
+from robustad.evaluation.robustness import evaluate_robustness, RobustnessResult
+from robustad.methods.baseline_common import load_normal_images
+from robustad.methods.catalog import build_detector, default_method
+from robustad.methods.checkpoint import (
+    META_FILE,
+    config_changes,
+    config_from_meta,
+    images_digest,
+    json_form,
+    library_versions,
+    read_meta,
+    summarize_changes,
+)
+from robustad.methods.registry import load_detector
 
 
 def say(message: str) -> None:
@@ -65,9 +83,6 @@ class Setup:
 
 def choose_setup(spec: DataSpec, scale: str = "cpu", preset: str | None = None, method: str | None = None) -> Setup:
     """The preset and method for a data spec: the ones given, else chosen by the images' size."""
-    from robustad.data.registry import probe_image_side, preset_for
-    from robustad.methods.catalog import default_method
-
     side = spec.image_size or probe_image_side(spec.name, spec.root, spec.category, spec.normal_dir)
     notes = []
     if method is None:
@@ -95,8 +110,6 @@ def plan_training(spec: DataSpec, scale: str = "cpu", preset: str | None = None,
     the config once, so that a bad setting fails before the data loads. ``image_size`` wins over the
     preset's size unless a setting names one; the images are read at the config's size, so large
     photographs never sit in memory at full size."""
-    from robustad.methods.catalog import build_detector
-
     setup = choose_setup(spec, scale, preset, method)
     settings = list(settings)
     if image_size is not None and not any(item.startswith("image_size=") for item in settings):
@@ -139,19 +152,12 @@ def _check_distinct_folders(spec) -> None:
 
 
 def load_data(spec: DataSpec) -> AnomalySplit:
-    from robustad.data.registry import dataset_info, load_dataset
-
     info = dataset_info(spec.name)
     extra: dict[str, Any] = {}
     if info.name == "folder":
         if not spec.normal_dir:
             raise DataError("--data folder needs --normal-dir (a folder of normal training images)")
         if not spec.abnormal_dirs:  # training only: no test set to evaluate on
-            import numpy as np
-
-            from robustad.data.splits import check_limit, subsample
-            from robustad.data.folder import list_images, load_images
-
             if spec.test_normal_dir or spec.mask_dir:
                 raise DataError("--test-normal-dir and --mask-dir need --abnormal-dir (the anomalous test images)")
             check_limit(spec.max_train, "max_train")
@@ -197,18 +203,6 @@ def train_or_resume(
     images; one trained otherwise (an older preset, other overrides, another class or subset) is
     refused rather than passed off as this one.
     """
-    from robustad.methods.baseline_common import load_normal_images
-    from robustad.methods.catalog import build_detector
-    from robustad.methods.checkpoint import (
-        config_changes,
-        config_from_meta,
-        images_digest,
-        json_form,
-        read_meta,
-        summarize_changes,
-    )
-    from robustad.methods.registry import load_detector
-
     detector = build_detector(method, config_preset, overrides, log=log)
     if (out / META_FILE).is_file():
         meta = read_meta(out)
@@ -312,8 +306,6 @@ def _evaluate_maps(detectors: dict[str, Any], split: AnomalySplit, attack: Attac
 
     Returns {} when no detector draws maps; says so in the result when the test set has no masks.
     """
-    from robustad.evaluation.maps import evaluate_maps, plot_maps
-
     with_maps = {n: d for n, d in detectors.items() if hasattr(d, "anomaly_map")}
     if not with_maps:
         return {}
@@ -420,8 +412,6 @@ def run_demo(out: Path, progress: bool = True, quick: bool = False, dataset: str
     started = time.perf_counter()
     timings: dict[str, float] = {}
     if dataset == "mnist":
-        from robustad.data.mnist import fetch_mnist
-
         say(f"MNIST: {fetch_mnist()} (checksum verified)")  # fetch_mnist says so when it downloads
     spec = DataSpec(name=dataset, normal_classes=[DEMO_DIGIT], max_train=3000, max_test=250, seed=0)
     if quick:  # for the test suite: a few steps, a few test images

@@ -11,10 +11,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
+from robustad.benchmark.launchers import LocalLauncher
+from robustad.benchmark.suites import benchmark_suite, BenchmarkSuite, Cell
 from robustad.benchmark.tables import read_cell
+from robustad.data.registry import load_dataset
 from robustad.errors import ConfigError, RobustADError, TrainingPaused
+from robustad.evaluation.report import write_json
+from robustad.evaluation.suite import WORST, run_suite
 from robustad.files import lock_holder, try_lock
+from robustad.methods.catalog import build_detector
+from robustad.methods.checkpoint import config_changes, json_form, library_versions, summarize_changes
+from robustad.methods.training import training_deadline
+from robustad.pipeline import train_or_resume
 
 # a cell process's exit code when its training stopped at the time limit (it resumes next run)
 CELL_PAUSED_EXIT_CODE = 3
@@ -46,8 +54,6 @@ def release_cell(out: Path, cell: Cell) -> None:
 
 
 def _preset_config(suite: BenchmarkSuite, cell: Cell):
-    from robustad.methods.catalog import build_detector
-
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
     return build_detector(cell.method, suite.preset(cell.dataset, cell.normal), overrides).config
 
@@ -71,8 +77,6 @@ def check_suite(suite: BenchmarkSuite) -> None:
 def measurement(suite: BenchmarkSuite, eps: float) -> dict[str, Any]:
     """What a cell's AUROCs depend on besides its trained detector: the data limits and the attacks
     (as JSON reads them back). Recorded in every cell, so that a changed suite makes old cells stale."""
-    from robustad.methods.checkpoint import json_form
-
     attacks = suite.attack_suite(eps)
     return json_form({"max_train": suite.max_train, "max_test": suite.max_test, "eps": eps,
                       "targets": list(attacks.targets),
@@ -110,8 +114,6 @@ def record_changes(suite: BenchmarkSuite, cell: Cell, record: dict[str, Any],
     the detector was trained on: config and training-set limit; changes to the test-set limit or the
     attacks); both empty when it is current. Config fields added to robustad since take their
     defaults. `current`: the cell's preset config, when the caller has already built it."""
-    from robustad.methods.checkpoint import config_changes, json_form
-
     current = _preset_config(suite, cell) if current is None else current
     try:
         recorded = type(current).from_dict(record.get("config") or {}, source=f"the config of cell {cell.id}")
@@ -156,11 +158,6 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
     """Train and evaluate one cell in this process; write and return its result."""
     import torch
 
-    from robustad.data.registry import load_dataset
-    from robustad.evaluation.suite import WORST, run_suite
-    from robustad.methods.checkpoint import library_versions
-    from robustad.pipeline import train_or_resume
-    from robustad.evaluation.report import write_json
 
     started = time.perf_counter()
     preset = suite.preset(cell.dataset, cell.normal)
@@ -232,8 +229,6 @@ def plan_benchmark(suite: BenchmarkSuite | str, out: str | Path) -> list[dict[st
     """What run_benchmark would do with each cell, doing none of it: one {"cell", "state", "detail"}
     per cell, state one of "done", "retrain" (trained with another config), "re-evaluate" (measured
     on another test set or with other attacks), "running" (claimed by another runner), "to run"."""
-    from robustad.methods.checkpoint import summarize_changes
-
     suite = benchmark_suite(suite) if isinstance(suite, str) else suite
     check_suite(suite)
     out = Path(out)
@@ -324,8 +319,6 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
         return True
 
     if in_process:
-        from robustad.methods.training import training_deadline
-
         for i, cell in pending:
             if not claimed(i, cell):
                 continue
@@ -347,7 +340,6 @@ def run_benchmark(suite: BenchmarkSuite | str, out: str | Path, log: Callable[[s
             env["OMP_NUM_THREADS"] = str(threads_per_cell)
         elif jobs > 1 and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        from robustad.benchmark.launchers import LocalLauncher
 
         launcher = launcher or LocalLauncher(env)
         running: dict[Any, Cell] = {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from robustad.data.registry import dataset_info, preset_for, probe_image_side
 from robustad.errors import ConfigError
 from robustad.evaluation.suite import AttackSpec, SuiteConfig
-from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS, PATCH_REFERENCE_MIN_SIDE, REFERENCES
+from robustad.methods.catalog import ABLATIONS, BASELINES, METHODS, PATCH_REFERENCE_MIN_SIDE, REFERENCES, default_method
 
 ALL_METHODS = ("cobra", *BASELINES, *ABLATIONS)
 
@@ -45,8 +46,6 @@ class BenchmarkSuite:
 
     def data_kwargs(self, dataset: str, normal: str) -> dict[str, Any]:
         """load_dataset's arguments for one cell's data: the class/category and where the files are."""
-        from robustad.data.registry import dataset_info
-
         extra = dict(self.data_args.get(dataset, {}))
         if dataset_info(dataset).name == "folder":
             return extra  # a folder is its own one category
@@ -56,14 +55,10 @@ class BenchmarkSuite:
 
     def image_side(self, dataset: str, normal: str) -> int | None:
         """The larger side of the cell's training images, read up front (chooses the preset)."""
-        from robustad.data.registry import probe_image_side
-
         args = self.data_args.get(dataset, {})
         return probe_image_side(dataset, args.get("root"), normal, args.get("normal_dir"))
 
     def preset(self, dataset: str, normal: str) -> str:
-        from robustad.data.registry import preset_for
-
         return preset_for(dataset, self.scale, self.image_side(dataset, normal))
 
     def cells(self) -> list[Cell]:
@@ -161,8 +156,6 @@ def own_data_suite(dataset: str, classes: list[str], data_args: dict[str, Any], 
                    methods: tuple[str, ...] | None = None, seeds: tuple[int, ...] = (0,)) -> BenchmarkSuite:
     """A benchmark on the user's own files: the default detector for their image size, COBRA and the
     reference detectors, attacked as in the validation suite."""
-    from robustad.methods.catalog import default_method
-
     default = default_method(image_side)
     references = tuple(r for r in REFERENCES if not (METHODS[r].detector == "pixel-patch-knn" and image_side is not None
                                                      and image_side < PATCH_REFERENCE_MIN_SIDE))

@@ -21,11 +21,14 @@ from typing import Any, Callable
 import torch
 
 from robustad.attacks.attack import ATTACKS, Transfer
-from robustad.attacks.base import TARGETS, AttackConfig, attack_gain
+from robustad.attacks.base import TARGETS, attack_gain, AttackConfig
 from robustad.config import format_eps, parse_eps
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
-from robustad.evaluation.robustness import check_labels
+from robustad.evaluation.plots import plot_auroc_vs_eps, plot_score_histograms
+from robustad.evaluation.report import suite_markdown, write_suite_report
+from robustad.evaluation.robustness import check_labels, RobustnessResult
+from robustad.evaluation.sanity import run_sanity
 
 KINDS = tuple(ATTACKS)  # every registered attack class (robustad.attacks.attack)
 WORST = "worst-case"
@@ -213,15 +216,10 @@ class SuiteResult:
         }
 
     def markdown(self) -> str:
-        from robustad.evaluation.report import suite_markdown
-
         return suite_markdown(self.to_dict())
 
     def write(self, out: str | Path, title: str = "attack suite", extra: dict[str, Any] | None = None) -> Path:
         """report.json, report.md, auroc_vs_eps.png and histograms.png in `out`; returns report.md."""
-        from robustad.evaluation.plots import plot_auroc_vs_eps
-        from robustad.evaluation.report import write_suite_report
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         report = {"title": title, **self.to_dict(), **(extra or {})}
@@ -233,9 +231,6 @@ class SuiteResult:
 
     def plot_histograms(self, path: Path) -> Path | None:
         """Clean vs worst-case scores per method, at the suite's largest main eps."""
-        from robustad.evaluation.plots import plot_score_histograms
-        from robustad.evaluation.robustness import RobustnessResult
-
         target = self.config.histogram_target or self.config.targets[0]
         eps = max(self.config.eps)
         panels = {}
@@ -448,9 +443,6 @@ def evaluate_suite(
 
     Returns the path of report.md and {method: SanityReport} (empty without sanity).
     """
-    from robustad.evaluation.report import write_suite_report
-    from robustad.evaluation.sanity import run_sanity
-
     out = Path(out)
     log = log or (lambda message: None)
     report: dict[str, Any] = {"title": title, **(extra or {})}

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from robustad.config import parse_overrides
 from robustad.data.arrays import as_tensor
 from robustad.errors import InputError, RobustADError
 
@@ -56,8 +57,6 @@ class BaseDetector:
     def _configure(self, config, overrides, kwargs: dict) -> None:
         """self.config: `config` (default: config_class's defaults) with dotted `overrides` and keyword
         overrides, "__" standing for "." (Detector(train__epochs=2)); validated either way."""
-        from robustad.config import parse_overrides
-
         config = config or self.config_class()
         merged = {**parse_overrides(overrides), **{k.replace("__", "."): v for k, v in kwargs.items()}}
         self.config = config.with_overrides(merged) if merged else config.validate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from robustad.config import parse_overrides
 from robustad.errors import ConfigError
 
 __all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "PATCH_REFERENCE_MIN_SIDE", "DETECTOR_CLASSES",
@@ -83,7 +84,7 @@ def default_method(image_side: int | None) -> str:
     (small objects), COBRA together with the raw-pixel kNN, which beat each of them alone there.
     The measurements behind both choices are in BENCHMARKS.md (validation suite).
     """
-    from robustad.data.registry import LOW_RES_SIDE
+    from robustad.data.registry import LOW_RES_SIDE  # here: the registry loads every format; --help reads this module
 
     return "cobra-ensemble" if image_side is not None and image_side <= LOW_RES_SIDE else "cobra-patch"
 
@@ -107,8 +108,6 @@ def detector_class(kind: str):
 def build_detector(method: str, preset: str, overrides: dict | list | None = None,
                    log: Callable[[str], None] | None = None):
     """An unfitted detector for `method`, configured from `preset` plus `overrides`."""
-    from robustad.config import parse_overrides
-
     spec = method_spec(method)
     cls = detector_class(spec.detector)
     changes = cls.accepted_overrides(parse_overrides(overrides), log)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from robustad.config import ConfigMixin, EvaluationConfig, config_keys, parse_overrides
+from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
@@ -32,6 +33,7 @@ from robustad.methods.baseline_common import (
     split_holdout,
 )
 from robustad.methods.checkpoint import (
+    WEIGHTS_FILE,
     calibrate,
     config_from_meta,
     detector_meta,
@@ -88,6 +90,10 @@ class EnsembleConfig(ConfigMixin):
         shared = {"image_size": self.image_size, "score.holdout_fraction": self.score.holdout_fraction,
                   "score.target_fpr": self.score.target_fpr}
         return {**self.overrides, **shared}
+
+
+# The catalog lists the ensemble among its methods, so the ensemble reaches the catalog (and the
+# registry built on it) from inside functions: module-level imports would be a cycle.
 
 
 def _member_settings(method: str, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -240,9 +246,6 @@ class Ensemble(BaseDetector):
 
 
 def _member_digest(folder: Path) -> str:
-    from robustad.data.cache import sha256_file
-    from robustad.methods.checkpoint import WEIGHTS_FILE
-
     try:
         return sha256_file(folder / WEIGHTS_FILE)
     except OSError:

@@ -46,7 +46,8 @@ from robustad.methods.checkpoint import (
     write_checkpoint,
 )
 from robustad.methods.cobra.config import CobraConfig
-from robustad.methods.patch_bank import PatchBankScore, greedy_coreset, patch_grid
+from robustad.methods.cobra.detector import Cobra
+from robustad.methods.patch_bank import greedy_coreset, patch_grid, PatchBankScore
 from robustad.methods.training import resolve_device
 from robustad.models.resnet import ResNet18
 
@@ -238,7 +239,6 @@ class KNNDetector(BaseDetector):
             # a copy: later changes to the Cobra (device, training) do not reach this detector
             return copy.deepcopy(given.net.encoder).cpu(), given.config, {"backbone": "given",
                                                                            "backbone_fit_info": given.fit_info_}
-        from robustad.methods.cobra.detector import Cobra
 
         cobra = Cobra(self.config.backbone_config())
         cobra.fit(train_x, run_dir=Path(run_dir) / "backbone" if run_dir is not None else None,

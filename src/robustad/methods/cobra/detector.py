@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from robustad.config import parse_overrides
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import load_normal_images
@@ -25,7 +26,7 @@ from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
-from robustad.methods.training import TrainReport, resolve_device, train
+from robustad.methods.training import resolve_device, train, TrainReport
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
@@ -198,6 +199,5 @@ def _as_dict(overrides: dict | list | str | None) -> dict:
         return {}
     if isinstance(overrides, dict):
         return overrides
-    from robustad.config import parse_overrides
 
     return parse_overrides(overrides)
