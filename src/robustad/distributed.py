@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import types
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,11 @@ __all__ = [
 
 # how training under torchrun normalises (see batchnorm_across_ranks), as detector.json records it
 BATCHNORM = "statistics of the global batch (summed across ranks), as one process computes them"
+
+# the collectives with gradients (torch.distributed.nn.functional) are the public ones in this torch; their
+# suggested replacement is a private module, so their deprecation notice would only be noise in every run
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_(reduce|gather) is deprecated",
+                        category=FutureWarning)
 
 # a rank that waits longer than this for the others gives up with an error instead of hanging
 TIMEOUT = timedelta(minutes=10)
