@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.splits import Item
 from robustad.data.anomaly import existing_root, root_problem
 from robustad.data.folder import IMAGE_EXTENSIONS
@@ -104,4 +104,4 @@ class CityscapesFormat(AnomalyFormat, name=NAME):
     items = staticmethod(items)
 
 
-load = CityscapesFormat().load
+load = FORMATS[NAME].load  # the registered instance

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.splits import Item
 from robustad.data.anomaly import check_categories, existing_root, pick_category, root_problem
 from robustad.errors import DataError
@@ -158,4 +158,4 @@ class DAGMFormat(AnomalyFormat, name=NAME):
     items = staticmethod(items)
 
 
-load = DAGMFormat().load
+load = FORMATS[NAME].load  # the registered instance

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
 from robustad.data.splits import Item
 from robustad.errors import DataError, DatasetNotFoundError
@@ -157,4 +157,4 @@ class FolderFormat(AnomalyFormat, name=NAME):
         return None if normal_dir is None else Path(normal_dir)
 
 
-load = FolderFormat().load
+load = FORMATS[NAME].load  # the registered instance

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.splits import Item
 from robustad.data.anomaly import existing_root, root_problem
 from robustad.errors import DataError, DatasetNotFoundError
@@ -203,4 +203,4 @@ class ISICFormat(AnomalyFormat, name=NAME):
     items = staticmethod(items)
 
 
-load = ISICFormat().load
+load = FORMATS[NAME].load  # the registered instance

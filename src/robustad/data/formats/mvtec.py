@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from robustad.data.anomaly import check_categories, existing_root, pick_category, root_problem
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.folder import IMAGE_EXTENSIONS, list_images
 from robustad.data.splits import Item
 from robustad.errors import DataError
@@ -133,4 +133,4 @@ class MVTecFormat(AnomalyFormat, name=NAME):
         return None if root is None or category is None else Path(root) / category / "train" / GOOD
 
 
-load = MVTecFormat().load
+load = FORMATS[NAME].load  # the registered instance

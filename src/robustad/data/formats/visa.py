@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustad.data.formats.base import AnomalyFormat, Listing
+from robustad.data.formats.base import FORMATS, AnomalyFormat, Listing
 from robustad.data.splits import Item
 from robustad.data.anomaly import existing_root, pick_category, root_problem
 from robustad.errors import DataError
@@ -164,4 +164,4 @@ class VisAFormat(AnomalyFormat, name=NAME):
     items = staticmethod(items)
 
 
-load = VisAFormat().load
+load = FORMATS[NAME].load  # the registered instance
