@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from robustad.attacks.pgd import attack_score
 from robustad.data.registry import load_dataset
-from robustad.methods.reference import PixelPatchKNN
+from robustad.methods.reference.detector import PixelPatchKNN
 from robustad.transforms.defects import SyntheticDefects
 
 PATCH, STRIDE, BANK = 8, 4, 10_000

@@ -100,3 +100,28 @@ def test_hostile_config_files_are_refused_before_they_are_expanded(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("base: cpu-small\ntrain:\n  epochs: 2\n")
     assert CobraConfig.from_yaml(good).train.epochs == 2
+
+
+def test_the_budget_is_the_part_of_every_preset_that_all_methods_share():
+    from robustad.config import Budget
+
+    for name in list_presets():
+        budget, cobra = Budget.from_preset(name), CobraConfig.from_preset(name)
+        assert budget.image_size == cobra.image_size, name
+        assert (budget.model.width, budget.model.stem) == (cobra.model.width, cobra.model.stem), name
+        assert budget.train == cobra.train and budget.evaluation == cobra.evaluation, name
+        assert (budget.score.holdout_fraction, budget.score.target_fpr, budget.score.batch_size) == (
+            cobra.score.holdout_fraction, cobra.score.target_fpr, cobra.score.batch_size), name
+
+
+def test_the_budget_reads_a_users_file_and_ignores_what_only_cobra_has(tmp_path):
+    from robustad.config import Budget
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: textures-cpu\nimage_size: 48\nloss: {temperature: 0.2}\nscore: {views: 4, target_fpr: 0.01}\n")
+    budget = Budget.from_preset(str(path))
+    assert budget.image_size == 48 and budget.score.target_fpr == 0.01
+    assert budget.evaluation.eps == CobraConfig.from_preset("textures-cpu").evaluation.eps
+    path.write_text("base: textures-cpu\ntrain: {epochs: 0}\n")
+    with pytest.raises(ConfigError, match="train.epochs"):
+        Budget.from_preset(str(path))

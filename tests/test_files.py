@@ -10,7 +10,7 @@ from robustad.data.datasets import load_split
 from robustad.data.folder import save_image
 from robustad.errors import OutputError
 from robustad.files import atomic_open, atomic_write
-from robustad.methods.reference import PixelKNN
+from robustad.methods.reference.detector import PixelKNN
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):

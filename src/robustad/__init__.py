@@ -35,13 +35,13 @@ __all__ = [
 
 _DETECTORS = {
     "Cobra": "robustad.methods.cobra.detector",
-    "DeepSVDD": "robustad.methods.deep_svdd",
-    "KNNDetector": "robustad.methods.knn",
+    "DeepSVDD": "robustad.methods.deep_svdd.detector",
+    "KNNDetector": "robustad.methods.knn.detector",
     "PatchCobra": "robustad.methods.cobra_patch.detector",
-    "Ensemble": "robustad.methods.ensemble",
-    "PixelKNN": "robustad.methods.reference",
-    "PixelPatchKNN": "robustad.methods.reference",
-    "ImageStats": "robustad.methods.reference",
+    "Ensemble": "robustad.methods.ensemble.detector",
+    "PixelKNN": "robustad.methods.reference.detector",
+    "PixelPatchKNN": "robustad.methods.reference.detector",
+    "ImageStats": "robustad.methods.reference.detector",
 }
 
 

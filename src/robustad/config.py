@@ -109,6 +109,19 @@ class EvaluationConfig:
     steps: int = 50
 
 
+@dataclass
+class BackboneConfig:
+    width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
+    stem: str = "cifar"  # "cifar" for small images, "imagenet" for 224 px
+
+
+@dataclass
+class CalibrationConfig:
+    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
+    target_fpr: float = 0.05
+    batch_size: int = 256  # images scored at once
+
+
 MAX_CONFIG_BYTES = 1_000_000
 
 
@@ -134,6 +147,28 @@ def preset_data(name: str, chain: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
     text = resources.files("robustad.configs").joinpath(f"{name}.yaml").read_text()
     return resolve_base(load_yaml(text, f"preset {name}") or {}, f"preset {name}", (*chain, name))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's settings, with its ``base`` preset merged in; size-capped and UTF-8 only."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {size:,} bytes; a robustad config is a few hundred "
+                          f"(the limit is {MAX_CONFIG_BYTES:,}): point --preset at the right file")
+    try:
+        data = load_yaml(path.read_text(), f"config file {path}") or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    return resolve_base(data, str(path), ())
+
+
+def preset_or_file(name: str) -> tuple[dict[str, Any], str]:
+    """(settings, where they came from) for a preset name or, when `name` looks like a path, a YAML file."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return read_config_file(name), str(name)
+    return preset_data(name, ()), f"preset {name}"
 
 
 def resolve_base(data: dict[str, Any], source: str, chain: tuple[str, ...]) -> dict[str, Any]:
@@ -292,17 +327,13 @@ class ConfigMixin:
     @classmethod
     def from_yaml(cls, path: str | Path):
         """The config in a YAML file (it may start from a preset: ``base: cpu-small``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config file {path} is {size:,} bytes; a robustad config is a few hundred "
-                              f"(the limit is {MAX_CONFIG_BYTES:,}): point --preset at the right file")
-        try:
-            data = load_yaml(path.read_text(), f"config file {path}") or {}
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
-        return cls.from_dict(resolve_base(data, str(path), ()), source=str(path))
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+    @classmethod
+    def from_preset(cls, name: str):
+        """A preset by name (``mnist-cpu``), or a YAML file when `name` is a path."""
+        data, source = preset_or_file(name)
+        return cls.from_dict(data, source=source)
 
     def with_overrides(self, overrides: dict[str, Any] | list[str] | None):
         cls = type(self)
@@ -319,3 +350,41 @@ class ConfigMixin:
                 continue
             set_config_key(data, key, value, cls)
         return cls.from_dict(data, source="overrides")
+
+
+def known_part(cls: type, data: Any) -> Any:
+    """The part of a config mapping that `cls` has fields for, at every level; the rest is dropped."""
+    if not isinstance(data, dict):
+        return data
+    hints = get_type_hints(cls)
+    return {f.name: known_part(hints[f.name], data[f.name]) if is_dataclass(hints[f.name]) else data[f.name]
+            for f in fields(cls) if f.name in data}
+
+
+@dataclass
+class Budget(ConfigMixin):
+    """What every method trained from one preset shares, so that methods compare at one budget: image
+    size, backbone family, training budget, threshold calibration and test budget.
+
+    Presets are written for COBRA; every other method reads only these keys of them.
+    """
+
+    image_size: int | None = None
+    model: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    score: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+
+    def validate(self) -> "Budget":
+        self.train.validate()
+        self.evaluation.eps = parse_eps(self.evaluation.eps, "evaluation.eps")
+        return self
+
+    @classmethod
+    def from_preset(cls, name: str) -> "Budget":
+        data, source = preset_or_file(name)
+        return cls.from_dict(known_part(cls, data), source=source)
+
+    def calibration(self) -> CalibrationConfig:
+        """A copy of the hold-out and threshold settings, for a method's own config."""
+        return dataclasses.replace(self.score)

@@ -18,8 +18,8 @@ from robustad.attacks.pgd import attack_score
 from robustad.errors import ConfigError
 from robustad.evaluation.metrics import auroc
 from robustad.evaluation.suite import AttackSpec, SuiteConfig, run_suite
-from robustad.methods.deep_svdd import DeepSVDD
-from robustad.methods.knn import KNNDetector
+from robustad.methods.deep_svdd.detector import DeepSVDD
+from robustad.methods.knn.detector import KNNDetector
 from tests.conftest import TINY
 
 EPS = 8 / 255

@@ -11,7 +11,7 @@ from robustad.attacks.base import AttackConfig
 from robustad.errors import CheckpointError, ConfigError
 from robustad.evaluation.metrics import auroc
 from robustad.evaluation.robustness import evaluate_robustness
-from robustad.methods.deep_svdd import CENTER_EPS, DeepSVDD, DeepSVDDConfig
+from robustad.methods.deep_svdd.detector import CENTER_EPS, DeepSVDD, DeepSVDDConfig
 from robustad.methods.training import CHECKPOINT_NAME
 
 SMALL = {

@@ -8,8 +8,8 @@ import torch
 from robustad import Cobra
 from robustad.errors import CheckpointError
 from robustad.evaluation.suite import AttackSpec, SuiteConfig, run_suite
-from robustad.methods.deep_svdd import DeepSVDD
-from robustad.methods.knn import KNNDetector
+from robustad.methods.deep_svdd.detector import DeepSVDD
+from robustad.methods.knn.detector import KNNDetector
 from robustad.methods.registry import DETECTORS, detector_class, load_detector
 from tests.conftest import TINY
 

@@ -9,7 +9,9 @@ from robustad.attacks.base import AttackConfig
 from robustad.errors import CheckpointError, ConfigError, DataError
 from robustad.evaluation.metrics import auroc
 from robustad.evaluation.robustness import evaluate_robustness
-from robustad.methods.knn import KNNConfig, KNNDetector, greedy_coreset
+from robustad.methods.knn.config import KNNConfig
+from robustad.methods.knn.detector import KNNDetector
+from robustad.methods.patch_bank import greedy_coreset
 from tests.conftest import TINY
 
 
@@ -149,7 +151,7 @@ def test_pgd_does_not_raise_auroc(knn, digits_split):
 
 
 def test_candidates_are_capped_before_the_coreset(digits_split):
-    from robustad.methods.knn import KNNDetector
+    from robustad.methods.knn.detector import KNNDetector
 
     det = KNNDetector(backbone_overrides={"model.width": 4, "model.projection_dim": 16, "train.epochs": 1,
                                           "train.steps_per_epoch": 1, "train.batch_size": 16},

@@ -13,7 +13,7 @@ that have nothing to do with robustness:
   transformation). With views = 0 and rotations, as in the cpu-small preset, no draw is random
   and this variant is skipped (it would equal plain PGD).
 
-kNN (robustad.methods.knn.KNNScore). The score is  max_p min_j ||f_p(x) - b_j||  over the
+kNN (robustad.methods.knn.detector.KNNScore). The score is  max_p min_j ||f_p(x) - b_j||  over the
 patches p of the image and the bank entries j (image mode: one "patch"; k > 1: the mean over the
 k nearest instead of the min). Both the hard max and the hard min pass the gradient through a
 single patch and a single neighbour, so PGD follows one patch towards one bank entry while the
@@ -173,7 +173,7 @@ def is_smooth_score_detector(detector) -> bool:
 
 
 def is_ensemble_detector(detector) -> bool:
-    """A detector whose score sums standardised member scores (robustad.methods.ensemble.EnsembleScore)."""
+    """A detector whose score sums standardised member scores (robustad.methods.ensemble.detector.EnsembleScore)."""
     scorer = getattr(detector, "scorer", None)
     return isinstance(scorer, torch.nn.Module) and all(hasattr(scorer, a) for a in ("members", "member_terms",
                                                                                      "center", "scale"))

@@ -1,30 +1,18 @@
-"""What the baselines (Deep SVDD, kNN) share: the score section of their configs and its checks, and,
+"""What the baselines (Deep SVDD, kNN) share: the checks of their score sections, and,
 with COBRA, input loading and the hold-out split. Checkpoint files and calibration, shared with COBRA too,
 are in robustad.methods.checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from robustad.config import MAX_IMAGE_SIZE, EvaluationConfig, check_upper_bound, parse_eps
+from robustad.config import MAX_IMAGE_SIZE, CalibrationConfig, EvaluationConfig, check_upper_bound, parse_eps
 from robustad.data.arrays import to_image_tensor
 from robustad.errors import ConfigError
 
 # --- config -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class BaselineScoreConfig:
-    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
-    target_fpr: float = 0.05
-    batch_size: int = 256
-
-
-
-def check_score_config(s: BaselineScoreConfig, image_size: int | None) -> None:
+def check_score_config(s: CalibrationConfig, image_size: int | None) -> None:
     if not 0.0 < s.target_fpr < 1.0:
         raise ConfigError(f"score.target_fpr must be in (0, 1), got {s.target_fpr}")
     if not 0.0 <= s.holdout_fraction < 1.0:
@@ -40,6 +28,15 @@ def check_evaluation_config(e: EvaluationConfig) -> None:
     e.eps = parse_eps(e.eps, "evaluation.eps")
     if e.steps < 1:
         raise ConfigError(f"evaluation.steps must be >= 1, got {e.steps}")
+
+
+def check_shared_sections(config) -> None:
+    """The checks of what a method's config takes from the preset's Budget: its seed (where it has one of its
+    own), image size, score (hold-out and threshold) and evaluation sections."""
+    if getattr(config, "seed", 0) < 0:
+        raise ConfigError(f"seed must be >= 0, got {config.seed}")
+    check_score_config(config.score, config.image_size)
+    check_evaluation_config(config.evaluation)
 
 
 # --- shared by the baselines -------------------------------------------------------------------------

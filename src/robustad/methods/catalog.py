@@ -21,12 +21,12 @@ __all__ = ["METHODS", "ABLATIONS", "BASELINES", "REFERENCES", "PATCH_REFERENCE_M
 DETECTOR_CLASSES: dict[str, tuple[str, str]] = {
     "cobra": ("robustad.methods.cobra.detector", "Cobra"),
     "cobra-patch": ("robustad.methods.cobra_patch.detector", "PatchCobra"),
-    "cobra-ensemble": ("robustad.methods.ensemble", "Ensemble"),
-    "deep-svdd": ("robustad.methods.deep_svdd", "DeepSVDD"),
-    "knn": ("robustad.methods.knn", "KNNDetector"),
-    "pixel-knn": ("robustad.methods.reference", "PixelKNN"),
-    "pixel-patch-knn": ("robustad.methods.reference", "PixelPatchKNN"),
-    "image-stats": ("robustad.methods.reference", "ImageStats"),
+    "cobra-ensemble": ("robustad.methods.ensemble.detector", "Ensemble"),
+    "deep-svdd": ("robustad.methods.deep_svdd.detector", "DeepSVDD"),
+    "knn": ("robustad.methods.knn.detector", "KNNDetector"),
+    "pixel-knn": ("robustad.methods.reference.detector", "PixelKNN"),
+    "pixel-patch-knn": ("robustad.methods.reference.detector", "PixelPatchKNN"),
+    "image-stats": ("robustad.methods.reference.detector", "ImageStats"),
 }
 
 

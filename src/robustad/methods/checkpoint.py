@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tempfile
 import platform
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,33 @@ def detector_meta(detector: BaseDetector, config: dict, **extra: Any) -> dict[st
         "fit_info": detector.fit_info_,
         "library_versions": library_versions(),
     }
+
+
+def fit_record(train_x: torch.Tensor, holdout_x: torch.Tensor, digest: str, started: float, report: Any = None,
+               **extra: Any) -> dict[str, Any]:
+    """What a detector's fit records (detector.json's fit_info): image counts and digest, its own `extra`,
+    the time fit took since `started` (time.perf_counter) and, for a trained network, its TrainReport's figures."""
+    record = {"num_train": int(train_x.shape[0]), "train_images_digest": digest,
+              "num_holdout": int(holdout_x.shape[0]), **extra, "fit_seconds": time.perf_counter() - started}
+    if report is not None:
+        record.update(train_seconds=report.seconds, train_images_per_second=report.images_per_second,
+                      history=report.history)
+        if report.distributed:
+            record["distributed"] = report.distributed
+    return record
+
+
+class SavesScorer:
+    """save() for a detector whose weights are its scorer's state: detector.safetensors and detector.json."""
+
+    def save(self, path: str | Path) -> Path:
+        self._check_fitted()
+        return write_checkpoint(path, self.scorer.state_dict(),
+                                detector_meta(self, self.config.to_dict(), **self._extra_meta()))
+
+    def _extra_meta(self) -> dict[str, Any]:
+        """More keys for detector.json (a second config, say)."""
+        return {}
 
 
 def writable_folder(path: str | Path, hint: str) -> Path:

@@ -12,12 +12,13 @@ from robustad.config import (
     MAX_MODEL_WIDTH,
     MAX_PROJECTION_DIM,
     MAX_SCORE_VIEWS,
+    BackboneConfig,
+    CalibrationConfig,
     ConfigMixin,
     EvaluationConfig,
     TrainConfig,
     check_upper_bound,
     parse_eps,
-    preset_data,
 )
 from robustad.errors import ConfigError
 
@@ -25,9 +26,7 @@ __all__ = ["AdversarialConfig", "CobraConfig", "LossConfig", "ModelConfig", "Sco
 
 
 @dataclass
-class ModelConfig:
-    width: int = 16  # ResNet-18 width multiplier (64 = the standard network)
-    stem: str = "cifar"  # "cifar" for small images, "imagenet" for 224 px
+class ModelConfig(BackboneConfig):
     projection_dim: int = 128
 
 
@@ -61,13 +60,10 @@ class AdversarialConfig:
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(CalibrationConfig):
     views: int = 0  # seeded light views averaged per image; 0 = the image itself
     seed: int = 1234  # fixes the views and random shifts, so score(x) is deterministic
     bank_size: int | None = None  # training images kept in the feature bank; None = all
-    holdout_fraction: float = 0.1  # normal images held out to calibrate the threshold
-    target_fpr: float = 0.05
-    batch_size: int = 256
 
 
 @dataclass
@@ -122,8 +118,3 @@ class CobraConfig(ConfigMixin):
             raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
         return self
 
-    @classmethod
-    def from_preset(cls, name: str) -> "CobraConfig":
-        if name.endswith((".yaml", ".yml")) or "/" in name:
-            return cls.from_yaml(name)
-        return cls.from_dict(preset_data(name, ()), source=f"preset {name}")

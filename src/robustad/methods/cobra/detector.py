@@ -13,14 +13,14 @@ from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.checkpoint import (
+    SavesScorer,
     calibrate,
     config_from_meta,
-    detector_meta,
+    fit_record,
     load_weights,
     read_checkpoint,
     restore_statistics,
     run_identity,
-    write_checkpoint,
 )
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
@@ -32,7 +32,7 @@ from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
 
 
-class Cobra(BaseDetector):
+class Cobra(SavesScorer, BaseDetector):
     """COBRA: shift-contrastive training with opposite pairs and adversarial examples.
 
     >>> det = Cobra.from_preset("cpu-small", overrides={"train.epochs": 2})
@@ -142,17 +142,8 @@ class Cobra(BaseDetector):
         self.net.eval()
         self.scorer.fit_bank(bank_x, self.config.score.batch_size)
         self._calibrate(holdout_x)
-        self.fit_info_ = {
-            "num_train": int(train_x.shape[0]),
-            "train_images_digest": identity["images"]["digest"],
-            "num_holdout": int(holdout_x.shape[0]),
-            "num_bank": int(bank_x.shape[0]),
-            "fit_seconds": time.perf_counter() - started,
-            "train_seconds": self.train_report_.seconds,
-            "train_images_per_second": self.train_report_.images_per_second,
-            "history": self.train_report_.history,
-            **({"distributed": self.train_report_.distributed} if self.train_report_.distributed else {}),
-        }
+        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_,
+                                    num_bank=int(bank_x.shape[0]))
         return self
 
     def _split_holdout(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,11 +165,6 @@ class Cobra(BaseDetector):
         calibrate(self, holdout_x, self.config.score.target_fpr)
 
     # --- save / load ------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write detector.safetensors (weights, bank) and detector.json (config, statistics)."""
-        self._check_fitted()
-        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
-
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Cobra":
         path = Path(path)

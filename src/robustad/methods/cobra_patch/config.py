@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustad.config import ConfigMixin, EvaluationConfig, TrainConfig, parse_eps
+from robustad.config import Budget, CalibrationConfig, ConfigMixin, EvaluationConfig, TrainConfig, parse_eps
 from robustad.errors import ConfigError
-from robustad.methods.baseline_common import BaselineScoreConfig, check_evaluation_config, check_score_config
-from robustad.methods.cobra.config import CobraConfig
+from robustad.methods.baseline_common import check_evaluation_config, check_score_config
 from robustad.methods.patch_bank import AGGREGATES
 from robustad.models.efficientnet_lite import BLOCKS
 from robustad.transforms.defects import DEFECT_FILLS, DEFECT_SHAPES
@@ -50,7 +49,7 @@ class PatchDefectConfig:
 
 
 @dataclass
-class PatchScoreConfig(BaselineScoreConfig):
+class PatchScoreConfig(CalibrationConfig):
     aggregate: str = "max"  # per image: the largest patch distance (max) or their mean
     k: int = 1  # nearest bank entries averaged per patch
     coreset_fraction: float = 0.1  # share of the training patches kept in the bank
@@ -129,12 +128,12 @@ class PatchCobraConfig(ConfigMixin):
     def from_preset(cls, name: str) -> "PatchCobraConfig":
         """COBRA-patch on a data set's preset: its image size, seed, device, threshold settings, test
         budget, and that budget for training too. Everything else is this method's own default."""
-        cobra = CobraConfig.from_preset(name)
+        budget = Budget.from_preset(name)
         config = cls()
-        config.image_size = cobra.image_size
-        config.train.seed, config.train.device = cobra.train.seed, cobra.train.device
-        config.score.holdout_fraction = cobra.score.holdout_fraction
-        config.score.target_fpr = cobra.score.target_fpr
-        config.evaluation = cobra.evaluation
-        config.adversarial.eps = cobra.evaluation.eps
+        config.image_size = budget.image_size
+        config.train.seed, config.train.device = budget.train.seed, budget.train.device
+        config.score.holdout_fraction = budget.score.holdout_fraction
+        config.score.target_fpr = budget.score.target_fpr
+        config.evaluation = budget.evaluation
+        config.adversarial.eps = budget.evaluation.eps
         return config.validate()

@@ -18,14 +18,14 @@ from robustad.errors import DataError
 from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import load_normal_images, split_holdout
 from robustad.methods.checkpoint import (
+    SavesScorer,
     calibrate,
     config_from_meta,
-    detector_meta,
+    fit_record,
     load_weights,
     read_checkpoint,
     restore_statistics,
     run_identity,
-    write_checkpoint,
 )
 from robustad.methods.cobra_patch.config import PatchCobraConfig
 from robustad.methods.cobra_patch.objective import PatchObjective
@@ -37,7 +37,7 @@ from robustad.transforms.defects import SyntheticDefects
 __all__ = ["PatchCobra"]
 
 
-class PatchCobra(AnomalyMaps, BaseDetector):
+class PatchCobra(AnomalyMaps, SavesScorer, BaseDetector):
     """COBRA's pairs and adversarial training on patch features of an ImageNet-initialised trunk,
     scored by the distance of each patch to a bank of training patches."""
 
@@ -102,27 +102,11 @@ class PatchCobra(AnomalyMaps, BaseDetector):
                                           s.projection_dim, c.train.seed)
         bank_seconds = time.perf_counter() - bank_started
         calibrate(self, holdout_x, s.target_fpr)
-        self.fit_info_ = {
-            "num_train": int(train_x.shape[0]),
-            "train_images_digest": identity["images"]["digest"],
-            "num_holdout": int(holdout_x.shape[0]),
-            **bank_info,
-            "feature_scale": scale,
-            "bank_seconds": bank_seconds,
-            "fit_seconds": time.perf_counter() - started,
-            "train_seconds": self.train_report_.seconds,
-            "train_images_per_second": self.train_report_.images_per_second,
-            "history": self.train_report_.history,
-            **({"distributed": self.train_report_.distributed} if self.train_report_.distributed else {}),
-        }
+        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_,
+                                    **bank_info, feature_scale=scale, bank_seconds=bank_seconds)
         return self
 
     # --- save / load ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """detector.safetensors (fine-tuned trunk, patch bank) and detector.json (config, statistics)."""
-        self._check_fitted()
-        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
-
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "PatchCobra":
         meta, tensors = read_checkpoint(path, cls.name)

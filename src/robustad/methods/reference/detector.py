@@ -17,9 +17,7 @@ like any other (their scores are differentiable).
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,80 +25,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustad.config import ConfigMixin, EvaluationConfig
-from robustad.errors import ConfigError, DataError, InputError
+from robustad.errors import DataError, InputError
 from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import (
-    BaselineScoreConfig,
-    check_evaluation_config,
-    check_score_config,
     load_normal_images,
     split_holdout,
 )
 from robustad.methods.checkpoint import (
+    SavesScorer,
     calibrate,
     config_from_meta,
-    detector_meta,
+    fit_record,
     images_digest,
     load_weights,
     read_checkpoint,
     restore_statistics,
-    write_checkpoint,
 )
-from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.patch_bank import PatchBankScore, upsample_map
+from robustad.methods.reference.config import ReferenceConfig
 from robustad.methods.training import resolve_device
 
-__all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN", "ReferenceConfig"]
-
-
-@dataclass
-class ReferenceConfig(ConfigMixin):
-    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
-    downsample: int = 1  # pixel-knn: average-pool the image by this factor before comparing
-    k: int = 1  # pixel-knn: mean distance to the k nearest training images
-    chunk_size: int = 1024  # pixel-knn: training images compared at once (bounds memory)
-    patch_size: int = 8  # pixel-patch-knn: side of a patch, in pixels (after any resize)
-    patch_stride: int = 4  # pixel-patch-knn: pixels between neighbouring patches
-    bank_size: int = 10000  # pixel-patch-knn: training patches kept (a seeded random subset)
-    map_sigma: float = 2.0  # pixel-patch-knn: Gaussian blur of anomaly maps, pixels at a 64 px side
-    density_k: int = 0  # divide each bank entry's distances by its distance to its density_k-th nearest entry; 0 = off
-    seed: int = 0  # the hold-out split
-    device: str = "auto"
-    score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-
-    def validate(self) -> "ReferenceConfig":
-        if self.downsample < 1:
-            raise ConfigError(f"downsample must be >= 1 (1 = the pixels as they are), got {self.downsample}")
-        if self.k < 1 or self.chunk_size < 1:
-            raise ConfigError(f"k and chunk_size must be >= 1, got {self.k} and {self.chunk_size}")
-        if not (1 <= self.patch_stride <= self.patch_size <= 256):
-            raise ConfigError(f"need 1 <= patch_stride <= patch_size <= 256, got patch_stride {self.patch_stride} "
-                              f"and patch_size {self.patch_size}")
-        if not 0 <= self.density_k <= 1000:
-            raise ConfigError(f"density_k must be 0 (plain distances) to 1000, got {self.density_k}")
-        if not 1 <= self.bank_size <= 10_000_000:
-            raise ConfigError(f"bank_size must be between 1 and 10,000,000 patches, got {self.bank_size}")
-        if not (math.isfinite(self.map_sigma) and self.map_sigma >= 0):
-            raise ConfigError(f"map_sigma must be a finite number >= 0, got {self.map_sigma}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        check_score_config(self.score, self.image_size)
-        check_evaluation_config(self.evaluation)
-        return self
-
-    @classmethod
-    def from_preset(cls, name: str) -> "ReferenceConfig":
-        """The image size, seed, threshold settings and test budget of a COBRA preset."""
-        cobra = CobraConfig.from_preset(name)
-        return cls(
-            image_size=cobra.image_size,
-            seed=cobra.train.seed,
-            device=cobra.train.device,
-            score=BaselineScoreConfig(cobra.score.holdout_fraction, cobra.score.target_fpr, cobra.score.batch_size),
-            evaluation=cobra.evaluation,
-        ).validate()
+__all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN"]
 
 
 class PixelDistance(PatchBankScore):
@@ -171,7 +116,7 @@ class StatsDistance(nn.Module):
         return ((d @ self.precision) * d).sum(dim=1).clamp_min(0).sqrt()
 
 
-class _ReferenceDetector(BaseDetector):
+class _ReferenceDetector(SavesScorer, BaseDetector):
     """Fit = remember the training images (or their statistics); shared by both reference detectors."""
 
     config_class = ReferenceConfig
@@ -202,13 +147,8 @@ class _ReferenceDetector(BaseDetector):
         self.scorer = self._make_scorer(x.shape[1], (0, 0)).to(resolve_device(self.config.device)).eval()
         self._fill(train_x.to(self.device))
         calibrate(self, holdout_x, self.config.score.target_fpr)
-        self.fit_info_ = {"num_train": int(train_x.shape[0]), "train_images_digest": images_digest(x),
-                          "num_holdout": int(holdout_x.shape[0]), "fit_seconds": time.perf_counter() - started}
+        self.fit_info_ = fit_record(train_x, holdout_x, images_digest(x), started)
         return self
-
-    def save(self, path: str | Path) -> Path:
-        self._check_fitted()
-        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None):

@@ -12,97 +12,37 @@ kNN baseline through robustad.methods.baseline_common.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustad.config import MAX_MODEL_WIDTH, ConfigMixin, EvaluationConfig, TrainConfig, check_upper_bound
-from robustad.errors import ConfigError, DataError
+from robustad.errors import DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
-    BaselineScoreConfig,
-    check_evaluation_config,
-    check_score_config,
     load_normal_images,
     split_holdout,
 )
 from robustad.methods.checkpoint import (
+    SavesScorer,
     calibrate,
     config_from_meta,
-    detector_meta,
+    fit_record,
     load_weights,
     read_checkpoint,
     restore_statistics,
     run_identity,
-    write_checkpoint,
 )
-from robustad.methods.cobra.config import CobraConfig
+from robustad.methods.deep_svdd.config import DeepSVDDConfig
 from robustad.methods.training import TrainReport, resolve_device, train
 from robustad.models.resnet import ResNet18
 
-__all__ = ["DeepSVDD", "DeepSVDDConfig", "SVDDModelConfig", "BaselineScoreConfig", "SVDDNet", "SVDDScore"]
+__all__ = ["DeepSVDD", "SVDDNet", "SVDDScore"]
+
 
 # The 0.1 floor on |c_i| of Ruff et al.'s reference implementation.
 CENTER_EPS = 0.1
-
-
-# --- config -----------------------------------------------------------------------------------------
-@dataclass
-class SVDDModelConfig:
-    width: int = 16  # ResNet-18 width multiplier, as COBRA's model.width
-    stem: str = "cifar"
-    rep_dim: int = 128  # dimension of the hypersphere's space
-
-
-def _svdd_train_defaults() -> TrainConfig:
-    # Adam as in Ruff et al.; lr 1e-3 suits the small budgets here (their 1e-4 needs ~150 epochs).
-    return TrainConfig(epochs=10, optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=1)
-
-
-@dataclass
-class DeepSVDDConfig(ConfigMixin):
-    image_size: int | None = None  # resize inputs to this size; None = keep the data's size
-    model: SVDDModelConfig = field(default_factory=SVDDModelConfig)
-    train: TrainConfig = field(default_factory=_svdd_train_defaults)
-    score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-
-    def validate(self) -> "DeepSVDDConfig":
-        _check_model(self.model.width, self.model.stem)
-        if self.model.rep_dim < 1:
-            raise ConfigError(f"model.rep_dim must be >= 1, got {self.model.rep_dim}")
-        self.train.validate()
-        check_score_config(self.score, self.image_size)
-        check_evaluation_config(self.evaluation)
-        return self
-
-    @classmethod
-    def from_preset(cls, name: str) -> "DeepSVDDConfig":
-        """The backbone and budget of a COBRA preset (size, width, stem, epochs, steps, batch, seed).
-
-        The optimiser stays Adam at lr 1e-3: COBRA's SGD at lr 0.1 is tuned for its contrastive
-        loss, not for a squared distance.
-        """
-        cobra = CobraConfig.from_preset(name)
-        config = cls()
-        config.image_size = cobra.image_size
-        config.model.width, config.model.stem = cobra.model.width, cobra.model.stem
-        for key in ("epochs", "batch_size", "steps_per_epoch", "warmup_epochs", "seed", "device", "checkpoint_every"):
-            setattr(config.train, key, getattr(cobra.train, key))
-        config.score = BaselineScoreConfig(cobra.score.holdout_fraction, cobra.score.target_fpr, cobra.score.batch_size)
-        config.evaluation = cobra.evaluation
-        return config.validate()
-
-
-def _check_model(width: int, stem: str) -> None:
-    if stem not in ("cifar", "imagenet"):
-        raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {stem!r}")
-    if width < 1:
-        raise ConfigError(f"model.width must be >= 1, got {width}")
-    check_upper_bound("model.width", width, MAX_MODEL_WIDTH)
 
 
 # --- network and score ---------------------------------------------------------------------------
@@ -155,7 +95,7 @@ class _SVDDObjective:
 
 
 # --- the detector ----------------------------------------------------------------------------------
-class DeepSVDD(BaseDetector):
+class DeepSVDD(SavesScorer, BaseDetector):
     """One-class Deep SVDD with COBRA's backbone, training loop and checkpoint layout.
 
     >>> det = DeepSVDD.from_preset("cpu-small", overrides={"train.epochs": 2})
@@ -237,23 +177,10 @@ class DeepSVDD(BaseDetector):
         )
         self.scorer.eval()
         calibrate(self, holdout_x, self.config.score.target_fpr)
-        self.fit_info_ = {
-            "num_train": int(train_x.shape[0]),
-            "train_images_digest": identity["images"]["digest"],
-            "num_holdout": int(holdout_x.shape[0]),
-            "fit_seconds": time.perf_counter() - started,
-            "train_seconds": self.train_report_.seconds,
-            "train_images_per_second": self.train_report_.images_per_second,
-            "history": self.train_report_.history,
-        }
+        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_)
         return self
 
     # --- save / load ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write detector.safetensors (network, centre) and detector.json (config, statistics)."""
-        self._check_fitted()
-        return write_checkpoint(path, self.scorer.state_dict(), detector_meta(self, self.config.to_dict()))
-
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "DeepSVDD":
         meta, tensors = read_checkpoint(path, cls.name)

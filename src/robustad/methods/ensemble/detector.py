@@ -14,21 +14,17 @@ A saved ensemble is a detector folder whose members are detector folders of thei
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustad.config import ConfigMixin, EvaluationConfig, config_keys, parse_overrides
+from robustad.config import config_keys, parse_overrides
 from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import (
-    BaselineScoreConfig,
-    check_evaluation_config,
-    check_score_config,
     load_normal_images,
     split_holdout,
 )
@@ -43,53 +39,12 @@ from robustad.methods.checkpoint import (
     restore_statistics,
     write_checkpoint,
 )
-from robustad.methods.cobra.config import CobraConfig
+from robustad.methods.ensemble.config import EnsembleConfig
 
-__all__ = ["Ensemble", "EnsembleConfig", "EnsembleScore"]
+__all__ = ["Ensemble", "EnsembleScore"]
+
 
 MEMBERS_DIR = "members"
-
-
-@dataclass
-class EnsembleConfig(ConfigMixin):
-    preset: str = "cpu-small"  # the preset every member is built from
-    members: list[str] = field(default_factory=lambda: ["cobra", "pixel-knn"])  # method names
-    overrides: dict[str, Any] = field(default_factory=dict)  # dotted settings, given to each member that has them
-    image_size: int | None = None
-    seed: int = 0  # every member's training seed and hold-out split
-    score: BaselineScoreConfig = field(default_factory=BaselineScoreConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-
-    def validate(self) -> "EnsembleConfig":
-        from robustad.methods.catalog import METHODS
-
-        if len(self.members) < 2 or len(set(self.members)) != len(self.members):
-            raise ConfigError(f"an ensemble needs two or more different members, got {self.members!r}")
-        for name in self.members:
-            if name not in METHODS or METHODS[name].detector == "cobra-ensemble":
-                raise ConfigError(f"ensemble member {name!r} is not a method of its own; known: "
-                                  f"{', '.join(m for m in METHODS if METHODS[m].detector != 'cobra-ensemble')}")
-        if not isinstance(self.overrides, dict):
-            raise ConfigError(f"overrides must be a mapping of dotted settings, got {self.overrides!r}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        check_score_config(self.score, self.image_size)
-        check_evaluation_config(self.evaluation)
-        return self
-
-    @classmethod
-    def from_preset(cls, name: str) -> "EnsembleConfig":
-        cobra = CobraConfig.from_preset(name)
-        return cls(preset=name, image_size=cobra.image_size, seed=cobra.train.seed,
-                   score=BaselineScoreConfig(cobra.score.holdout_fraction, cobra.score.target_fpr,
-                                             cobra.score.batch_size),
-                   evaluation=cobra.evaluation).validate()
-
-    def member_overrides(self) -> dict[str, Any]:
-        """What every member is told, on top of the shared preset: the ensemble's size, seed and hold-out."""
-        shared = {"image_size": self.image_size, "score.holdout_fraction": self.score.holdout_fraction,
-                  "score.target_fpr": self.score.target_fpr}
-        return {**self.overrides, **shared}
 
 
 # The catalog lists the ensemble among its methods, so the ensemble reaches the catalog (and the
