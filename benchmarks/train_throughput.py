@@ -17,7 +17,8 @@ import torch
 
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
-from robustad.methods.training import make_optimizer, resolve_device, training_step
+from robustad.methods.training import make_optimizer, training_step
+from robustad.runtime import resolve_device
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms import LightViews, PseudoAnomalySet, ViewConfig
 

@@ -9,10 +9,12 @@ unless the user says otherwise (``--threads`` or ``OMP_NUM_THREADS``).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 
+from robustad.config import DEVICE_PATTERN
 from robustad.errors import ConfigError
 
 __all__ = ["ThreadChoice", "available_cores", "choose_threads", "describe_runtime", "device_words"]
@@ -85,3 +87,15 @@ def describe_runtime(choice: ThreadChoice) -> str:
 
     return (f"robustad {__version__}, torch {torch.__version__}, device {device_words()}, "
             f"{choice.threads} torch thread{'s' if choice.threads != 1 else ''} ({choice.reason}; --threads N to change)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if not isinstance(name, (str, torch.device)) or not re.fullmatch(DEVICE_PATTERN, str(name)):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
+    return device

@@ -27,6 +27,7 @@ from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError
 from robustad.files import atomic_write
 from robustad.methods.base import BaseDetector
+from robustad.runtime import resolve_device
 
 CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "detector.safetensors"
@@ -194,7 +195,14 @@ def fit_record(train_x: torch.Tensor, holdout_x: torch.Tensor, digest: str, star
 
 
 class SavesScorer:
-    """save() for a detector whose weights are its scorer's state: detector.safetensors and detector.json."""
+    """save() and load() for a detector whose weights are its scorer's state: detector.safetensors (with
+    the feature bank, when there is one) and detector.json (config, threshold, statistics).
+
+    A detector says where its config keeps the device (`device_field`) and rebuilds its untrained
+    scorer, shaped as the file says, in `_rebuild`; the rest is the same for every detector.
+    """
+
+    device_field = "train.device"
 
     def save(self, path: str | Path) -> Path:
         self._check_fitted()
@@ -204,6 +212,30 @@ class SavesScorer:
     def _extra_meta(self) -> dict[str, Any]:
         """More keys for detector.json (a second config, say)."""
         return {}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None):
+        meta, tensors = read_checkpoint(path, cls.name)
+        config = config_from_meta(cls.config_class, meta, path)
+        section, _, key = cls.device_field.rpartition(".")
+        holder = getattr(config, section) if section else config
+        if device is not None:
+            setattr(holder, key, device)
+        in_channels, image_size = int(meta["in_channels"]), tuple(meta["image_size"])
+        detector = cls._rebuild(config, meta, tensors, in_channels, image_size, path)
+        if "bank" in tensors and hasattr(detector.scorer, "bank"):
+            detector.scorer.bank = torch.empty_like(tensors["bank"])  # the bank's size comes from the file
+        load_weights(detector.scorer, tensors, path)
+        detector.scorer.to(resolve_device(getattr(holder, key))).eval()
+        detector.in_channels_, detector.image_size_ = in_channels, image_size
+        restore_statistics(detector, meta)
+        return detector
+
+    @classmethod
+    def _rebuild(cls, config, meta: dict[str, Any], tensors: dict[str, torch.Tensor], in_channels: int,
+                 image_size: tuple[int, int], path: str | Path):
+        """A detector with `config` and an untrained scorer of the saved shapes, on the CPU."""
+        raise NotImplementedError
 
 
 def writable_folder(path: str | Path, hint: str) -> Path:

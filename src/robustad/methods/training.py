@@ -35,7 +35,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from robustad import distributed
-from robustad.config import DEVICE_PATTERN, TrainConfig
+from robustad.config import TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
 from robustad.files import atomic_write
 from robustad.methods.checkpoint import config_changes, summarize_changes, writable_folder
@@ -94,16 +94,6 @@ class TrainReport:
     distributed: dict | None = None  # world size, backend and BatchNorm handling when trained under torchrun
 
 
-def resolve_device(name: str) -> torch.device:
-    if not isinstance(name, (str, torch.device)) or not re.fullmatch(DEVICE_PATTERN, str(name)):
-        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
-    return device
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:

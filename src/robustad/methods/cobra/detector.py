@@ -15,18 +15,15 @@ from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.checkpoint import (
     SavesScorer,
     calibrate,
-    config_from_meta,
     fit_record,
-    load_weights,
-    read_checkpoint,
-    restore_statistics,
     run_identity,
 )
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
-from robustad.methods.training import resolve_device, train, TrainReport
+from robustad.methods.training import TrainReport, train
+from robustad.runtime import resolve_device
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
@@ -166,17 +163,10 @@ class Cobra(SavesScorer, BaseDetector):
 
     # --- save / load ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Cobra":
-        path = Path(path)
-        meta, tensors = read_checkpoint(path, cls.name)
-        detector = cls(config_from_meta(CobraConfig, meta, path))
-        if device is not None:
-            detector.config.train.device = device
-        detector._build(int(meta["in_channels"]), tuple(meta["image_size"]), resolve_device(detector.config.train.device))
+    def _rebuild(cls, config, meta, tensors, in_channels, image_size, path):
+        detector = cls(config)
+        detector._build(in_channels, image_size, torch.device("cpu"))
         detector.scorer.bank = torch.empty_like(tensors.get("bank", torch.zeros(0)))
-        load_weights(detector.scorer, tensors, path)
-        detector.scorer.to(detector.device).eval()
-        restore_statistics(detector, meta)
         return detector
 
 

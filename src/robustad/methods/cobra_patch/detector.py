@@ -20,17 +20,14 @@ from robustad.methods.baseline_common import load_normal_images, split_holdout
 from robustad.methods.checkpoint import (
     SavesScorer,
     calibrate,
-    config_from_meta,
     fit_record,
-    load_weights,
-    read_checkpoint,
-    restore_statistics,
     run_identity,
 )
 from robustad.methods.cobra_patch.config import PatchCobraConfig
 from robustad.methods.cobra_patch.objective import PatchObjective
 from robustad.methods.cobra_patch.score import PatchScore, PatchTrunk
-from robustad.methods.training import TrainReport, resolve_device, train
+from robustad.methods.training import TrainReport, train
+from robustad.runtime import resolve_device
 from robustad.models.pretrained import load_lite0_trunk
 from robustad.transforms.defects import SyntheticDefects
 
@@ -108,17 +105,7 @@ class PatchCobra(AnomalyMaps, SavesScorer, BaseDetector):
 
     # --- save / load ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "PatchCobra":
-        meta, tensors = read_checkpoint(path, cls.name)
-        config = config_from_meta(PatchCobraConfig, meta, path)
-        if device is not None:
-            config.train.device = device
+    def _rebuild(cls, config, meta, tensors, in_channels, image_size, path):
         detector = cls(config)
-        bank = tensors.get("bank", torch.zeros(0, 0))
-        detector._build(detector._trunk(pretrained=False), int(meta["in_channels"]), tuple(meta["image_size"]),
-                        torch.device("cpu"))
-        detector.scorer.bank = torch.empty_like(bank)
-        load_weights(detector.scorer, tensors, path)
-        detector.scorer.to(resolve_device(config.train.device)).eval()
-        restore_statistics(detector, meta)
+        detector._build(detector._trunk(pretrained=False), in_channels, image_size, torch.device("cpu"))
         return detector

@@ -27,15 +27,12 @@ from robustad.methods.baseline_common import (
 from robustad.methods.checkpoint import (
     SavesScorer,
     calibrate,
-    config_from_meta,
     fit_record,
-    load_weights,
-    read_checkpoint,
-    restore_statistics,
     run_identity,
 )
 from robustad.methods.deep_svdd.config import DeepSVDDConfig
-from robustad.methods.training import TrainReport, resolve_device, train
+from robustad.methods.training import TrainReport, train
+from robustad.runtime import resolve_device
 from robustad.models.resnet import ResNet18
 
 __all__ = ["DeepSVDD", "SVDDNet", "SVDDScore"]
@@ -182,18 +179,9 @@ class DeepSVDD(SavesScorer, BaseDetector):
 
     # --- save / load ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "DeepSVDD":
-        meta, tensors = read_checkpoint(path, cls.name)
-        config = config_from_meta(DeepSVDDConfig, meta, path)
+    def _rebuild(cls, config, meta, tensors, in_channels, image_size, path):
         detector = cls(config)
-        if device is not None:
-            detector.config.train.device = device
-        detector._build(
-            int(meta["in_channels"]), tuple(meta["image_size"]), resolve_device(detector.config.train.device)
-        )
-        load_weights(detector.scorer, tensors, path)
-        detector.scorer.to(detector.device).eval()
-        restore_statistics(detector, meta)
+        detector._build(in_channels, image_size, torch.device("cpu"))
         return detector
 
 

@@ -37,15 +37,12 @@ from robustad.methods.checkpoint import (
     config_from_meta,
     fit_record,
     images_digest,
-    load_weights,
-    read_checkpoint,
-    restore_statistics,
 )
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.detector import Cobra
 from robustad.methods.knn.config import LAYERS, KNNConfig
 from robustad.methods.patch_bank import PatchBankScore, patch_grid
-from robustad.methods.training import resolve_device
+from robustad.runtime import resolve_device
 from robustad.models.resnet import ResNet18
 
 __all__ = ["KNNDetector", "KNNScore", "stage_features"]
@@ -94,6 +91,7 @@ class KNNDetector(SavesScorer, BaseDetector):
 
     name = "knn"
     config_class = KNNConfig
+    device_field = "device"
 
     @classmethod
     def accepted_overrides(cls, overrides: dict, log=None) -> dict:
@@ -188,21 +186,11 @@ class KNNDetector(SavesScorer, BaseDetector):
         return {"backbone_config": self.backbone_config_.to_dict()}  # load rebuilds the backbone from it
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "KNNDetector":
-        meta, tensors = read_checkpoint(path, cls.name)
-        config = config_from_meta(KNNConfig, meta, path)
-        backbone_config = config_from_meta(CobraConfig, meta, path, key="backbone_config")
-        if device is not None:
-            config.device = device
+    def _rebuild(cls, config, meta, tensors, in_channels, image_size, path):
         detector = cls(config, validate_backbone=False)  # the stored backbone config is what counts
-        detector.backbone_config_ = backbone_config
-        m = backbone_config.model
-        encoder = ResNet18(int(meta["in_channels"]), m.width, m.stem)
+        detector.backbone_config_ = config_from_meta(CobraConfig, meta, path, key="backbone_config")
+        m = detector.backbone_config_.model
         bank = tensors.get("bank", torch.zeros(0, 0))
+        encoder = ResNet18(in_channels, m.width, m.stem)
         detector.scorer = detector._make_scorer(encoder, bank.shape[1] if bank.ndim == 2 else 0)
-        detector.scorer.bank = torch.empty_like(bank)
-        load_weights(detector.scorer, tensors, path)
-        detector.scorer.to(resolve_device(config.device)).eval()
-        detector.in_channels_, detector.image_size_ = int(meta["in_channels"]), tuple(meta["image_size"])
-        restore_statistics(detector, meta)
         return detector

@@ -34,16 +34,12 @@ from robustad.methods.baseline_common import (
 from robustad.methods.checkpoint import (
     SavesScorer,
     calibrate,
-    config_from_meta,
     fit_record,
     images_digest,
-    load_weights,
-    read_checkpoint,
-    restore_statistics,
 )
 from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.reference.config import ReferenceConfig
-from robustad.methods.training import resolve_device
+from robustad.runtime import resolve_device
 
 __all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN"]
 
@@ -120,6 +116,7 @@ class _ReferenceDetector(SavesScorer, BaseDetector):
     """Fit = remember the training images (or their statistics); shared by both reference detectors."""
 
     config_class = ReferenceConfig
+    device_field = "device"
 
     def __init__(self, config: ReferenceConfig | None = None, overrides: dict | list | None = None, **kwargs: Any):
         self._configure(config, overrides, kwargs)
@@ -151,20 +148,10 @@ class _ReferenceDetector(SavesScorer, BaseDetector):
         return self
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None):
-        meta, tensors = read_checkpoint(path, cls.name)
-        config = config_from_meta(ReferenceConfig, meta, path)
-        if device is not None:
-            config.device = device
+    def _rebuild(cls, config, meta, tensors, in_channels, image_size, path):
         detector = cls(config)
         bank = tensors.get("bank")
-        detector.scorer = detector._make_scorer(int(meta["in_channels"]), tuple(bank.shape) if bank is not None else (0, 0))
-        if bank is not None and hasattr(detector.scorer, "bank"):
-            detector.scorer.bank = torch.empty_like(bank)  # the bank's size comes from the file
-        load_weights(detector.scorer, tensors, path)
-        detector.scorer.to(resolve_device(config.device)).eval()
-        detector.in_channels_, detector.image_size_ = int(meta["in_channels"]), tuple(meta["image_size"])
-        restore_statistics(detector, meta)
+        detector.scorer = detector._make_scorer(in_channels, tuple(bank.shape) if bank is not None else (0, 0))
         return detector
 
 
