@@ -7,7 +7,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustad"  # read as text: nothing here is imported
 # bottom to top; a module may import its own layer and the ones before it
 LAYERS = [
-    {"errors", "files", "runtime", "config", "distributed"},
+    {"errors", "files", "runtime", "config", "distributed", "provenance"},
     {"data"},
     {"transforms"},
     {"models"},

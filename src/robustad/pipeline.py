@@ -9,9 +9,9 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -29,20 +29,12 @@ from robustad.errors import CheckpointError, DataError
 from robustad.evaluation.maps import evaluate_maps, plot_maps
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
-from robustad.evaluation.robustness import evaluate_robustness, RobustnessResult
+from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
 from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.catalog import build_detector, default_method
-from robustad.methods.checkpoint import (
-    META_FILE,
-    config_changes,
-    config_from_meta,
-    images_digest,
-    json_form,
-    library_versions,
-    read_meta,
-    summarize_changes,
-)
+from robustad.methods.checkpoint import META_FILE, config_from_meta, read_meta
 from robustad.methods.registry import load_detector
+from robustad.provenance import config_changes, images_digest, json_form, library_versions, summarize_changes
 
 
 def say(message: str) -> None:

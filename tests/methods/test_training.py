@@ -57,7 +57,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_checkpoint_of_another_run_is_refused_and_the_message_names_what_differs(tmp_path):
-    from robustad.methods.checkpoint import run_identity
+    from robustad.provenance import run_identity
 
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robustad.benchmark.launchers import LocalLauncher
-from robustad.benchmark.suites import benchmark_suite, BenchmarkSuite, Cell
+from robustad.benchmark.suites import BenchmarkSuite, Cell, benchmark_suite
 from robustad.benchmark.tables import read_cell
 from robustad.data.registry import load_dataset
 from robustad.errors import ConfigError, RobustADError, TrainingPaused
@@ -20,9 +20,9 @@ from robustad.evaluation.report import write_json
 from robustad.evaluation.suite import WORST, run_suite
 from robustad.files import lock_holder, try_lock
 from robustad.methods.catalog import build_detector
-from robustad.methods.checkpoint import config_changes, json_form, library_versions, summarize_changes
 from robustad.methods.training import training_deadline
 from robustad.pipeline import train_or_resume
+from robustad.provenance import config_changes, json_form, library_versions, summarize_changes
 
 # a cell process's exit code when its training stopped at the time limit (it resumes next run)
 CELL_PAUSED_EXIT_CODE = 3

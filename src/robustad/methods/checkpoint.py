@@ -8,13 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -27,70 +25,12 @@ from robustad.data.cache import sha256_file
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError
 from robustad.files import atomic_write
 from robustad.methods.base import BaseDetector
+from robustad.provenance import CHECKPOINT_FORMAT, library_versions
 from robustad.runtime import resolve_device
 
-CHECKPOINT_FORMAT = 1
 WEIGHTS_FILE = "detector.safetensors"
 META_FILE = "detector.json"
 MAX_META_BYTES = 16 << 20  # a detector.json is a few kilobytes
-
-
-def library_versions() -> dict[str, str]:
-    import kornia
-    import sklearn
-
-    return {
-        "robustad": robustad.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "kornia": kornia.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def images_digest(x: torch.Tensor) -> str:
-    """Content hash of a set of images: a run or detector recognises the images it was trained on."""
-    data = x.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.sha256(data.data).hexdigest()[:16]
-
-
-def run_identity(method: str, config: dict, images: torch.Tensor) -> dict[str, Any]:
-    """What a training run is: a checkpoint resumes only a run with the same identity.
-
-    The score and evaluation sections are left out: they do not change training.
-    """
-    return {
-        "method": method,
-        "format": CHECKPOINT_FORMAT,
-        "version": robustad.__version__,
-        "config": {k: v for k, v in config.items() if k not in ("score", "evaluation")},
-        "images": {"count": int(images.shape[0]), "channels": int(images.shape[1]),
-                   "size": [int(images.shape[-2]), int(images.shape[-1])], "digest": images_digest(images)},
-    }
-
-
-def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted fields where two configs (as JSON dicts) differ, as "field: saved -> wanted"."""
-    changes = []
-    for key in sorted(set(saved) | set(wanted), key=str):
-        old, new = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes += config_changes(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changes.append(f"{prefix}{key}: {old} -> {new}")
-    return changes
-
-
-def summarize_changes(changes: list[str], limit: int = 5) -> str:
-    """The first `limit` config changes joined for a one-line message, with a count of the rest."""
-    more = len(changes) - limit
-    return "; ".join(changes[:limit]) + (f"; and {more} more" if more > 0 else "")
-
-
-def json_form(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict as it reads back from JSON (tuples become lists), so it compares with a saved one."""
-    return json.loads(json.dumps(config, default=float))
 
 
 # how sure the threshold's false-positive rate is stated: a two-sided interval of this probability

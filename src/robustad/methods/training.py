@@ -28,17 +28,17 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from robustad import distributed
 from robustad.config import TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
 from robustad.files import atomic_write
-from robustad.methods.checkpoint import config_changes, summarize_changes, writable_folder
+from robustad.methods.checkpoint import writable_folder
+from robustad.provenance import config_changes, summarize_changes
 
 CHECKPOINT_NAME = "train_state.safetensors"
 
@@ -123,7 +123,7 @@ def train(
 ) -> TrainReport:
     """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch).
 
-    `run` says what this run is (robustad.methods.checkpoint.run_identity: method, config, a digest
+    `run` says what this run is (robustad.provenance.run_identity: method, config, a digest
     of the images); a checkpoint in checkpoint_dir resumes only a run with the same one.
     """
     run = run or {}

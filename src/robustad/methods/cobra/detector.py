@@ -12,19 +12,15 @@ from robustad.config import parse_overrides
 from robustad.errors import ConfigError, DataError
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import load_normal_images
-from robustad.methods.checkpoint import (
-    SavesScorer,
-    calibrate,
-    fit_record,
-    run_identity,
-)
+from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
 from robustad.methods.training import TrainReport, train
-from robustad.runtime import resolve_device
 from robustad.models.heads import ShiftContrastiveNet
+from robustad.provenance import run_identity
+from robustad.runtime import resolve_device
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
 

@@ -17,18 +17,14 @@ import torch
 from robustad.errors import DataError
 from robustad.methods.base import AnomalyMaps, BaseDetector
 from robustad.methods.baseline_common import load_normal_images, split_holdout
-from robustad.methods.checkpoint import (
-    SavesScorer,
-    calibrate,
-    fit_record,
-    run_identity,
-)
+from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.cobra_patch.config import PatchCobraConfig
 from robustad.methods.cobra_patch.objective import PatchObjective
 from robustad.methods.cobra_patch.score import PatchScore, PatchTrunk
 from robustad.methods.training import TrainReport, train
-from robustad.runtime import resolve_device
 from robustad.models.pretrained import load_lite0_trunk
+from robustad.provenance import run_identity
+from robustad.runtime import resolve_device
 from robustad.transforms.defects import SyntheticDefects
 
 __all__ = ["PatchCobra"]

@@ -24,16 +24,12 @@ from robustad.methods.baseline_common import (
     load_normal_images,
     split_holdout,
 )
-from robustad.methods.checkpoint import (
-    SavesScorer,
-    calibrate,
-    fit_record,
-    run_identity,
-)
+from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.deep_svdd.config import DeepSVDDConfig
 from robustad.methods.training import TrainReport, train
-from robustad.runtime import resolve_device
 from robustad.models.resnet import ResNet18
+from robustad.provenance import run_identity
+from robustad.runtime import resolve_device
 
 __all__ = ["DeepSVDD", "SVDDNet", "SVDDScore"]
 

@@ -33,13 +33,13 @@ from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
     detector_meta,
-    images_digest,
     load_weights,
     read_checkpoint,
     restore_statistics,
     write_checkpoint,
 )
 from robustad.methods.ensemble.config import EnsembleConfig
+from robustad.provenance import images_digest
 
 __all__ = ["Ensemble", "EnsembleScore"]
 

@@ -36,14 +36,14 @@ from robustad.methods.checkpoint import (
     calibrate,
     config_from_meta,
     fit_record,
-    images_digest,
 )
 from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.detector import Cobra
 from robustad.methods.knn.config import LAYERS, KNNConfig
 from robustad.methods.patch_bank import PatchBankScore, patch_grid
-from robustad.runtime import resolve_device
 from robustad.models.resnet import ResNet18
+from robustad.provenance import images_digest
+from robustad.runtime import resolve_device
 
 __all__ = ["KNNDetector", "KNNScore", "stage_features"]
 

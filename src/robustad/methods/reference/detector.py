@@ -31,14 +31,10 @@ from robustad.methods.baseline_common import (
     load_normal_images,
     split_holdout,
 )
-from robustad.methods.checkpoint import (
-    SavesScorer,
-    calibrate,
-    fit_record,
-    images_digest,
-)
+from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.reference.config import ReferenceConfig
+from robustad.provenance import images_digest
 from robustad.runtime import resolve_device
 
 __all__ = ["ImageStats", "PixelKNN", "PixelPatchKNN"]
