@@ -1,7 +1,5 @@
 """`python -m robustad ...` is the same as the `robustad` command."""
 
-import sys
+from robustad.cli import entry
 
-from robustad.cli import main
-
-sys.exit(main())
+entry()

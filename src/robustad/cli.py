@@ -881,20 +881,22 @@ def main(argv: list[str] | None = None) -> int:
     previous_threads = None
     global _LOCKS
     outer, _LOCKS = _LOCKS, contextlib.ExitStack()
-    paused_together = False
+    together = False  # every rank reached the same end (finished or paused), so they can wait for each other
     try:
         if hasattr(args, "threads"):
             import torch
 
             previous_threads = torch.get_num_threads()
             _apply_threads(args)
-        return args.func(args)
+        code = args.func(args)
+        together = code == 0
+        return code
     except TrainingPaused as paused:
         from robustad.distributed import is_main
 
         if is_main():  # under torchrun every rank pauses; one says so
             print(f"paused: {paused}", file=sys.stderr)
-        paused_together = True
+        together = True
         return PAUSED_EXIT_CODE
     except RobustADError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -911,9 +913,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", None) == "train":
             from robustad.distributed import barrier, shutdown
 
-            if paused_together:
-                # every rank pauses at the same epoch; none exits (and so has torchrun stop the others)
-                # before rank 0 has released --out
+            if together:
+                # none exits (and so has torchrun stop the others) before rank 0 has released --out, and none
+                # tears gloo down while a peer still finishes the last collective (that aborts the peer)
                 barrier()
             shutdown()
         if previous_threads is not None:  # callers that run main() in-process keep their own setting
@@ -922,5 +924,14 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(previous_threads)
 
 
+def entry() -> None:
+    """The `robustad` command: main(), then exit with its code (see distributed.end_process)."""
+    code = main()
+    distributed = sys.modules.get("robustad.distributed")  # not imported: no process group, and torch stays unloaded
+    if distributed is not None:
+        distributed.end_process(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -10,6 +10,7 @@ Without torchrun (WORLD_SIZE unset or 1) nothing here changes what a run does.
 from __future__ import annotations
 
 import os
+import sys
 import types
 import warnings
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from robustad.errors import ConfigError
 
 __all__ = [
-    "Context", "current", "init_from_environment", "is_main", "shutdown", "all_agree", "barrier",
+    "Context", "current", "init_from_environment", "is_main", "shutdown", "end_process", "all_agree", "barrier",
     "gather_contrastive", "gather_rows", "map_batches", "same_parameters", "broadcast_buffers",
     "batchnorm_across_ranks", "BATCHNORM",
 ]
@@ -98,9 +99,30 @@ def is_main() -> bool:
     return ctx is None or ctx.rank == 0
 
 
+_joined = False  # this process has been in a process group of two or more ranks
+
+
 def shutdown() -> None:
+    global _joined
     if dist.is_available() and dist.is_initialized():
+        _joined = _joined or dist.get_world_size() > 1
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> None:
+    """Exit with `code`; a process that has trained under torchrun skips the interpreter's teardown.
+
+    destroy_process_group leaves gloo's worker threads running (torch 2.13), and a worker may still be
+    releasing the last collective's tensors when the interpreter finalises; it then cannot take the GIL
+    and aborts the whole process with SIGABRT after the work is done (core dumps show
+    ProcessGroupGloo::AsyncWork's destructor). Files are written and closed by then, so the rank
+    flushes its output and leaves at once.
+    """
+    if _joined:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _collective_device() -> torch.device:
