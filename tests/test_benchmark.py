@@ -119,7 +119,7 @@ def test_a_cell_measured_with_another_suite_is_stale_and_evaluated_again(tmp_pat
 
 
 def test_dry_run_says_what_each_cell_would_get_and_touches_nothing(tmp_path, capsys):
-    from robustad.benchmark.runner import plan_benchmark
+    from robustad.benchmark.schedule import plan_benchmark
 
     suite = _tiny_suite(methods=("deep-svdd",))
     run_benchmark(suite.select(classes=["0"]), tmp_path, log=lambda m: None, in_process=True)

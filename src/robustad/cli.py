@@ -587,7 +587,7 @@ def cmd_benchmark(args) -> int:
               f"(the first folder holding a cell wins; {out}/{MERGE_FILE} says which came from where)",
               file=sys.stderr)
     elif args.dry_run:
-        from robustad.benchmark.runner import plan_benchmark
+        from robustad.benchmark.schedule import plan_benchmark
 
         plan = plan_benchmark(suite, out)
         for row in plan:

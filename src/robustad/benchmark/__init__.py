@@ -5,7 +5,8 @@ evaluates every cell of a suite that has no result file yet, each in its own pro
 memory is the cell's own), and `aggregate` turns the result files into tables and a plot.
 """
 
-from robustad.benchmark.runner import run_benchmark, run_cell
+from robustad.benchmark.runner import run_cell
+from robustad.benchmark.schedule import run_benchmark
 from robustad.benchmark.suites import BENCHMARK_SUITES, BenchmarkSuite, Cell, benchmark_suite
 from robustad.benchmark.tables import aggregate
 
