@@ -31,7 +31,7 @@ def test_clean_batch_pairs_each_image_with_its_shifts_in_the_same_view():
     assert torch.allclose(batch.images[6], torch.rot90(batch.images[0], 2, dims=(-2, -1)))
 
 
-@pytest.mark.parametrize("mode", ["paper", "reference"])
+@pytest.mark.parametrize("mode", ["paper", "reference", "joint"])
 @pytest.mark.parametrize(
     "contrastive,classification", [("cobra", True), ("cobra", False), ("cl", False), ("none", True), ("opposite", False)]
 )
@@ -58,6 +58,26 @@ def test_adversaries_stay_in_the_eps_ball_and_are_tagged_as_positives():
         assert images.min() >= 0 and images.max() <= 1
         assert not adv.is_clean.any()
     assert torch.equal(classification_adv.instance_ids, clean.instance_ids[clean.view_ids == 0])
+
+
+def test_the_joint_adversary_raises_both_losses_and_joins_both():
+    obj = _objective("joint")
+    clean = obj.clean_batch(torch.rand(4, 1, 12, 12), torch.Generator().manual_seed(2))
+    with frozen_batchnorm_stats(obj.net):
+        joint, classification_adv = obj.adversaries(clean, torch.Generator().manual_seed(3))
+    source = clean.view_ids == 0
+    assert classification_adv is None and len(joint) == int(source.sum())  # one adversary per source image
+    assert (joint.images - clean.images[source]).abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():  # with the adversaries in the batch, the shift head does worse than on clean alone
+        _, with_adv = obj.loss(type(clean).cat([clean, joint]), None)
+        _, clean_only = obj.loss(clean, None)
+    assert with_adv["l_cls"] > clean_only["l_cls"]
+    # fewer images go through the network in a joint step than in a paper step (one adversary, not two)
+    paper = _objective("paper")
+    paper.net.load_state_dict(obj.net.state_dict())
+    with frozen_batchnorm_stats(paper.net):
+        contrastive_adv, cls_adv = paper.adversaries(clean, torch.Generator().manual_seed(3))
+    assert len(contrastive_adv) + len(cls_adv) == 2 * len(joint)
 
 
 def test_frozen_batchnorm_leaves_running_stats_alone():

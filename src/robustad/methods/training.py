@@ -15,6 +15,7 @@ each global batch of train.batch_size images; DistributedDataParallel averages t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ from robustad import distributed
 from robustad.config import TrainConfig
 from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingPaused
 from robustad.files import atomic_write
+from robustad.methods.adversarial import OverfitGuard
 from robustad.methods.checkpoint import writable_folder
 from robustad.provenance import config_changes, summarize_changes
 
@@ -92,7 +94,7 @@ class TrainReport:
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
     distributed: dict | None = None  # world size, backend and BatchNorm handling when trained under torchrun
-
+    guard: dict | None = None  # the overfitting guard's verdict (OverfitGuard.state()) when one watched
 
 
 
@@ -120,11 +122,14 @@ def train(
     run: dict | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    guard: OverfitGuard | None = None,
 ) -> TrainReport:
     """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch).
 
     `run` says what this run is (robustad.provenance.run_identity: method, config, a digest
     of the images); a checkpoint in checkpoint_dir resumes only a run with the same one.
+    `guard` (robustad.methods.adversarial.OverfitGuard) is measured after every epoch while it
+    watches; a collapse restores the weights and optimiser state from before that epoch.
     """
     run = run or {}
     ctx = distributed.current()
@@ -153,8 +158,10 @@ def train(
     if checkpoint_dir is not None:
         writable_folder(checkpoint_dir, "give the run another folder")
     if path is not None and path.exists():
-        start_epoch, history, seconds = _load_checkpoint(path, net, optimizer, generator, order_generator, run,
-                                                        config.epochs, rank)
+        start_epoch, history, seconds, guard_state = _load_checkpoint(
+            path, net, optimizer, generator, order_generator, run, config.epochs, rank)
+        if guard is not None and guard_state is not None:
+            guard.restore(guard_state)
         if log and rank == 0:
             log(f"resuming from {path} at epoch {start_epoch}/{config.epochs}")
 
@@ -172,7 +179,7 @@ def train(
             start_epoch, history, seconds = _epochs(
                 objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
                 steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
-                rank, world, device)
+                rank, world, device, guard, log)
     finally:
         objective.net = net
     if world > 1:
@@ -184,24 +191,31 @@ def train(
     bar.close()
     net.eval()
     trained_steps = (config.epochs - start_epoch) * steps_per_epoch
+    run_steps = len(history) * steps_per_epoch  # fewer than total_steps when a guard stopped training
     return TrainReport(
-        epochs=config.epochs,
-        steps=total_steps,
+        epochs=len(history),
+        steps=run_steps,
         seconds=seconds,
-        images_per_second=total_steps * batch_size / seconds if seconds > 0 else float("nan"),
+        images_per_second=run_steps * batch_size / seconds if seconds > 0 else float("nan"),
         history=history,
         resumed_from_epoch=start_epoch if trained_steps < total_steps else 0,
         distributed=ctx.describe() if ctx else None,
+        guard={**guard.state(), "action": guard.action} if guard is not None else None,
     )
 
 
 def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, history, seconds,
             steps_per_epoch, batch_size, total_steps, warmup_steps, generator, order_generator, deadline,
-            rank, world, device):
+            rank, world, device, guard=None, log=None):
     """The epochs from start_epoch on; returns (start_epoch, history, seconds) for the report."""
     num_images = images.shape[0]
     monitor = _MONITOR.get() if rank == 0 else None
     for epoch in range(start_epoch, config.epochs):
+        if guard is not None and guard.stopped:
+            break
+        # the state a collapse returns to (cheap: one copy of the weights and optimiser)
+        before = (copy.deepcopy(net_of(objective).state_dict()), copy.deepcopy(optimizer.state_dict())) \
+            if guard is not None and guard.watching else None
         order = _epoch_order(num_images, steps_per_epoch * batch_size, order_generator)
         sums: dict[str, float] = {}
         started = time.perf_counter()
@@ -221,21 +235,23 @@ def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, h
                     monitor(f"train/{key}", value, step + 1)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{metrics['loss']:.3f}")
-        seconds += time.perf_counter() - started
         history.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
+        if before is not None:
+            _guard_epoch(guard, objective, optimizer, before, epoch + 1, history[-1], rank, log)
+        seconds += time.perf_counter() - started  # the guard's probe is part of the training cost
         if monitor is not None:
             for key, value in history[-1].items():
                 if key != "epoch":
                     monitor(f"epoch/{key}", value, epoch + 1)
             monitor("epoch/images_per_second", steps_per_epoch * batch_size / max(1e-9, time.perf_counter() - started),
                     epoch + 1)
-        last = epoch + 1 == config.epochs
+        last = epoch + 1 == config.epochs or (guard is not None and guard.stopped)
         # the next epoch would end after the deadline if it takes as long as this one did
         pause = deadline is not None and not last and time.time() + (time.perf_counter() - started) > deadline
         pause = not distributed.all_agree(not pause)  # one rank out of time pauses them all
         if path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last or pause):
             _save_checkpoint(path, net_of(objective), optimizer, generator, order_generator, epoch + 1, history,
-                             seconds, run, rank == 0)
+                             seconds, run, rank == 0, guard.state() if guard is not None else None)
         if pause:
             bar.close()
             raise TrainingPaused(
@@ -244,6 +260,29 @@ def _epochs(objective, optimizer, images, config, path, run, bar, start_epoch, h
                 epoch + 1, config.epochs, path,
             )
     return start_epoch, history, seconds
+
+
+def _guard_epoch(guard, objective, optimizer, before, epoch, record, rank, log) -> None:
+    """Measure the guard after `epoch` (figures go into its history record as guard_*); on a collapse
+    (any rank's verdict counts for all), put back the weights and optimiser state from before it."""
+    net = net_of(objective)
+    was_training = net.training
+    net.eval()
+    try:
+        figures = guard.measure(epoch)
+    finally:
+        net.train(was_training)
+    record.update({f"guard_{k}": float(v) for k, v in figures.items()})
+    collapsed = not distributed.all_agree(not guard.collapsed(figures))
+    if not collapsed:
+        return
+    net.load_state_dict(before[0])
+    optimizer.load_state_dict(before[1])
+    what = guard.react(epoch)
+    record["guard_collapsed"] = 1.0
+    if log and rank == 0:
+        log(f"catastrophic overfitting after epoch {epoch}: held-out robustness under PGD fell to "
+            f"{figures['pgd']:.3f} from {guard.best:.3f}; that epoch's updates are discarded and training {what}")
 
 
 def net_of(objective) -> torch.nn.Module:
@@ -279,7 +318,7 @@ def _epoch_order(num_images: int, needed: int, generator: torch.Generator) -> to
 
 
 def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, history, seconds, run,
-                     write: bool = True):
+                     write: bool = True, guard_state: dict | None = None):
     """Write the checkpoint (on rank 0: write=True); under torchrun every rank must call this."""
     states = distributed.gather_rows(generator.get_state().unsqueeze(0))  # one row per rank
     if not write:
@@ -305,6 +344,8 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
         "run": run,
         "optimizer_scalars": scalars,
     }
+    if guard_state is not None:
+        state["guard"] = guard_state
     text = json.dumps(state)
     atomic_write(path, save_tensors(tensors, metadata={"robustad_train_state": text,
                                                        "robustad_train_sha256": _state_digest(tensors, text)}))
@@ -343,6 +384,17 @@ def _check_state(path, state, total_epochs: int) -> None:
             re.fullmatch(r"\d+\.\w+", str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool)
             and math.isfinite(v) for k, v in scalars.items()):
         raise _damaged(path, "its optimizer scalars are not numbers keyed by parameter")
+    guard = state.get("guard")
+    if guard is not None and not (
+            isinstance(guard, dict) and (guard.get("best") is None or _is_number(guard["best"]))
+            and (guard.get("collapsed_at") is None or (isinstance(guard["collapsed_at"], int)
+                                                       and not isinstance(guard["collapsed_at"], bool)))
+            and isinstance(guard.get("stopped", False), bool)):
+        raise _damaged(path, "its overfitting guard's state is not a best figure, an epoch and a flag")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _load_checkpoint(path, net, optimizer, generator, order_generator, run, total_epochs: int, rank: int = 0):
@@ -387,4 +439,4 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run, tota
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise _damaged(path, f"its tensors do not fit this run: {first}") from None
-    return state["epoch"], state["history"], state["seconds"]
+    return state["epoch"], state["history"], state["seconds"], state.get("guard")

@@ -21,6 +21,7 @@ from robustad.config import (
     parse_eps,
 )
 from robustad.errors import ConfigError
+from robustad.methods.adversarial import GUARD_ACTIONS
 
 __all__ = ["AdversarialConfig", "CobraConfig", "LossConfig", "ModelConfig", "ScoreConfig", "TransformConfig"]
 
@@ -52,11 +53,39 @@ class LossConfig:
 @dataclass
 class AdversarialConfig:
     enabled: bool = True
-    mode: str = "paper"  # "paper": two adversaries (contrastive loss, shift head); "reference": three
+    mode: str = "paper"  # "paper": two adversaries (contrastive loss, shift head); "reference": three; "joint": one against both
     eps: Any = "4/255"
     steps: int = 10
-    step_size: Any = None  # None -> 2.5 * eps / steps
+    step_size: Any = None  # None -> 2.5 * eps / steps (1.25 * eps for steps=1: FGSM-RS)
     random_start: bool = True
+    # Catastrophic-overfitting guard, for few-step training (steps=1): after every epoch, the shift
+    # head's accuracy under PGD-guard_steps on guard_images held-out images and their shifts. A fall
+    # of more than guard_drop below its best discards that epoch's updates, then "fallback" crafts
+    # the remaining epochs' adversaries with PGD-fallback_steps, or "stop" ends training there.
+    guard_steps: int = 0  # 0 = no guard
+    guard_images: int = 32
+    guard_drop: float = 0.2
+    guard_action: str = "fallback"  # fallback | stop
+    fallback_steps: int = 5
+
+
+    def check_guard(self, has_shift_head: bool) -> None:
+        if self.guard_steps < 0:
+            raise ConfigError(f"adversarial.guard_steps must be >= 0 (0 turns the guard off), got {self.guard_steps}")
+        if self.guard_steps == 0:
+            return
+        if not has_shift_head:
+            raise ConfigError("adversarial.guard_steps reads the shift head's robust accuracy, which "
+                              "loss.classification=false does not train; turn one of them off")
+        if not 1 <= self.guard_images <= 4096:
+            raise ConfigError(f"adversarial.guard_images must be from 1 to 4096, got {self.guard_images}")
+        if not (math.isfinite(self.guard_drop) and 0 < self.guard_drop < 1):
+            raise ConfigError(f"adversarial.guard_drop is a fall in accuracy, between 0 and 1; got {self.guard_drop}")
+        if self.guard_action not in GUARD_ACTIONS:
+            raise ConfigError(f"adversarial.guard_action must be one of {', '.join(GUARD_ACTIONS)}, "
+                              f"got {self.guard_action!r}")
+        if self.fallback_steps < 1:
+            raise ConfigError(f"adversarial.fallback_steps must be >= 1, got {self.fallback_steps}")
 
 
 @dataclass
@@ -84,10 +113,11 @@ class CobraConfig(ConfigMixin):
             raise ConfigError(f"evaluation.steps must be >= 1, got {self.evaluation.steps}")
         if self.adversarial.step_size is not None:
             self.adversarial.step_size = parse_eps(self.adversarial.step_size, "adversarial.step_size")
-        if self.adversarial.mode not in ("paper", "reference"):
-            raise ConfigError(f"adversarial.mode must be 'paper' or 'reference', got {self.adversarial.mode!r}")
+        if self.adversarial.mode not in ("paper", "reference", "joint"):
+            raise ConfigError(f"adversarial.mode must be 'paper', 'reference' or 'joint', got {self.adversarial.mode!r}")
         if self.adversarial.steps < 1:
             raise ConfigError(f"adversarial.steps must be >= 1, got {self.adversarial.steps}")
+        self.adversarial.check_guard(self.loss.classification)
         if self.model.stem not in ("cifar", "imagenet"):
             raise ConfigError(f"model.stem must be 'cifar' or 'imagenet', got {self.model.stem!r}")
         if self.model.width < 1:

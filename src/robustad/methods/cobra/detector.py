@@ -10,6 +10,7 @@ import torch
 
 from robustad.config import parse_overrides
 from robustad.errors import ConfigError, DataError
+from robustad.methods.adversarial import OverfitGuard
 from robustad.methods.base import BaseDetector
 from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
@@ -130,14 +131,26 @@ class Cobra(SavesScorer, BaseDetector):
             run=identity,
             progress=progress,
             log=log,
+            guard=self._overfit_guard(objective, holdout_x if holdout_x.shape[0] else train_x, device),
         )
         bank_x = self._bank_subset(train_x)
         self.net.eval()
         self.scorer.fit_bank(bank_x, self.config.score.batch_size)
         self._calibrate(holdout_x)
+        guard = {"overfit_guard": self.train_report_.guard} if self.train_report_.guard else {}
         self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_,
-                                    num_bank=int(bank_x.shape[0]))
+                                    num_bank=int(bank_x.shape[0]), **guard)
         return self
+
+    def _overfit_guard(self, objective: CobraObjective, images: torch.Tensor, device) -> OverfitGuard | None:
+        """The catastrophic-overfitting guard on the first adversarial.guard_images held-out images
+        (training images when nothing is held out), or None when it is off."""
+        adv = self.config.adversarial
+        if adv.guard_steps == 0 or not adv.enabled or adv.eps <= 0:
+            return None
+        probe_x = images[: adv.guard_images].to(device)
+        return OverfitGuard(lambda generator: objective.shift_accuracy(probe_x, generator), adv.guard_drop,
+                            adv.guard_action, objective.fall_back, self.config.train.seed, device)
 
     def _split_holdout(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n_holdout = int(round(x.shape[0] * self.config.score.holdout_fraction))

@@ -43,7 +43,9 @@ class CobraObjective:
     Adversaries start from view 0 and join the batch as positives of their clean originals.
     mode "paper": one adversary maximising the contrastive loss, one maximising H's
     cross-entropy. mode "reference": as the reference code, three adversaries: against the
-    other view, toward a different shift of the same image, and against H.
+    other view, toward a different shift of the same image, and against H. mode "joint": one
+    adversary maximising the contrastive loss plus H's cross-entropy, which joins both losses
+    (half the crafting and a smaller loss batch than "paper").
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class CobraObjective:
         self.views = views
         self.loss_config = loss
         self.adv = adversarial
+        # PGD steps and step size of the training adversaries; fall_back() raises them (the config stays as it was)
+        self.steps, self.step_size = adversarial.steps, adversarial.step_size
 
     # --- batch construction -----------------------------------------------------------------
     def clean_batch(self, x: torch.Tensor, generator: torch.Generator | None) -> TaggedBatch:
@@ -114,8 +118,32 @@ class CobraObjective:
     # --- adversaries --------------------------------------------------------------------------
     def _pgd(self, loss_fn, x, generator):
         return pgd_ascend_loss(
-            loss_fn, x, self.adv.eps, self.adv.steps, self.adv.step_size, self.adv.random_start, generator
+            loss_fn, x, self.adv.eps, self.steps, self.step_size, self.adv.random_start, generator
         )
+
+    def fall_back(self) -> None:
+        """Craft the remaining adversaries with PGD-adversarial.fallback_steps (default step size)."""
+        self.steps, self.step_size = self.adv.fallback_steps, None
+
+    def shift_accuracy(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+        """Accuracy of the shift head H on every shift of the images x: clean, under the training
+        adversary (its steps and step size) and under PGD-adversarial.guard_steps on H's
+        cross-entropy. OverfitGuard's probe: the network should be in eval mode."""
+        shifted, shift_ids, _ = self.pseudo_anomalies.expand(x, generator)
+        net = self.net.module if isinstance(self.net, torch.nn.parallel.DistributedDataParallel) else self.net
+
+        def shift_loss(images):
+            return F.cross_entropy(net(images).shift_logits, shift_ids, reduction="sum")
+
+        def accuracy(images):
+            with torch.no_grad():
+                return float((net(images).shift_logits.argmax(1) == shift_ids).float().mean())
+
+        eps = self.adv.eps
+        training = pgd_ascend_loss(shift_loss, shifted, eps, self.steps, self.step_size, self.adv.random_start,
+                                   generator)
+        pgd = pgd_ascend_loss(shift_loss, shifted, eps, self.adv.guard_steps, None, True, generator)
+        return {"clean": accuracy(shifted), "train_attack": accuracy(training), "pgd": accuracy(pgd)}
 
     def adversaries(self, clean: TaggedBatch, generator: torch.Generator | None):
         """Return (adversaries for the contrastive batch, adversaries for L_CLS only)."""
@@ -129,8 +157,18 @@ class CobraObjective:
         )
 
         contrastive_adv, classification_adv = [], []
+        if self.adv.mode == "joint" and cfg.contrastive != "none" and cfg.classification:
+            batch_tags = TaggedBatch.cat([clean, as_adversary(source.images)])
+
+            def whole_loss(x_adv):
+                out = self.net(x_adv)
+                contrastive = self._contrastive(torch.cat([reference, out.projection]), batch_tags).total
+                # both terms as the training loss weighs them (means), so neither drowns the other's sign
+                return contrastive + F.cross_entropy(out.shift_logits, source.shift_ids)
+
+            return as_adversary(self._pgd(whole_loss, source.images, generator)), None
         if cfg.contrastive != "none":
-            if self.adv.mode == "paper":
+            if self.adv.mode in ("paper", "joint"):
                 # Maximise the whole contrastive loss with the adversary inserted as a positive.
                 batch_tags = TaggedBatch.cat([clean, as_adversary(source.images)])
 
