@@ -272,69 +272,41 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from robustad.methods.registry import load_detector
-    from robustad.pipeline import evaluate_detectors, load_data, say
+    from robustad.pipeline import plan_evaluation, run_evaluation, say
 
     if args.suite_eps and not args.suite:
         raise RobustADError("--suite-eps needs --suite (it sets the budgets the suite's attacks run at)")
+    budgets = None
+    if args.suite_eps:
+        budgets = [e.strip() for e in args.suite_eps.split(",") if e.strip()]
+        if not budgets:
+            raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; got {args.suite_eps!r}")
     out = _output_folder(args.out if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval")
     _hold(out, "evaluation")
+    detectors = _named_detectors(args.detector, load_detector)
+    surrogates = _named_detectors(args.surrogate, load_detector) if (args.suite or args.sanity) else {}
+    # every setting fails here, before the data loads
+    plan = plan_evaluation(detectors, _spec(args), eps=args.eps, steps=args.steps, restarts=args.restarts,
+                           target=args.target, attack_seed=args.attack_seed, suite=args.suite, suite_eps=budgets,
+                           sanity=args.sanity, surrogates=surrogates)
+    report, checks = run_evaluation(plan, out, extra={"command": " ".join(sys.argv)}, log=say)
+    for name, check in checks.items():
+        print(f"{name}: " + "\n".join(check.lines()))
+    print(report)
+    return 0 if all(check.passed for check in checks.values()) else 1
+
+
+def _named_detectors(items: list[str], load_detector) -> dict:
+    """NAME=DIR (or DIR, named after its folder) -> loaded detectors; two of one name are refused."""
     detectors = {}
-    for item in args.detector:
+    for item in items:
         name, _, path = item.rpartition("=")
         name = name or Path(path).name
         if name in detectors:
             raise RobustADError(f"two detectors are named {name!r}; name each one, e.g. --detector a=DIR "
                                 "--detector b=DIR")
         detectors[name] = load_detector(path)
-    spec = _spec(args)
-    first = next(iter(detectors.values()))
-    if spec.image_size is None and first.resize_to is not None:
-        spec.image_size = first.resize_to
-    attack = None if (args.suite or args.sanity) else _attack(args, first.config)  # a bad --eps fails before the data loads
-    if args.suite or args.sanity:  # settings and surrogates fail fast, before the data is loaded
-        from robustad.evaluation.sanity import SanityConfig
-        from robustad.evaluation.suite import SANITY_TEST_IMAGES, evaluate_suite, suite_for_detector
-
-        eps = args.eps if args.eps is not None else first.config.evaluation.eps
-        budgets = None
-        if args.suite_eps:
-            budgets = [e.strip() for e in args.suite_eps.split(",") if e.strip()]
-            if not budgets:
-                raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; "
-                                    f"got {args.suite_eps!r}")
-        suite = suite_for_detector(args.suite, first.config.evaluation.eps, args.eps, budgets) if args.suite else None
-        sanity = SanityConfig(eps=eps, target=args.target, seed=args.attack_seed).validate()
-        surrogates = {}
-        for item in args.surrogate:
-            name, _, path = item.rpartition("=")
-            surrogates[name or Path(path).name] = load_detector(path)
-        if spec.max_test is None:  # the full test split would take hours under the suite
-            spec.max_test = suite.num_test if suite else SANITY_TEST_IMAGES
-    split = load_data(spec)
-    if len(split.test_labels) == 0:
-        raise RobustADError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
-    for name, det in {**detectors, **(surrogates if args.suite or args.sanity else {})}.items():
-        try:  # every detector must take these images, before hours of attacks on the ones before it
-            det.prepare(split.test[:1])
-        except RobustADError as err:
-            raise RobustADError(f"detector {name}: {err}") from None
-    described = split.describe(train=False)  # the detectors were trained in their own runs
-    say(described)
-    if not (args.suite or args.sanity):
-        report = evaluate_detectors(detectors, split, attack, out, title=described,
-                                    extra={"command": " ".join(sys.argv)}, trained_on_split=False)
-        print(report)
-        return 0
-    # --suite / --sanity: the attack suite and the gradient-masking checks
-    report, checks = evaluate_suite(detectors, split.test, split.test_labels, out, suite=suite, sanity=args.sanity,
-                                    sanity_config=sanity, surrogate=surrogates or None, title=described,
-                                    extra={"command": " ".join(sys.argv),
-                                           "data": {"description": described, "name": split.name}},
-                                    log=say)
-    for name, check in checks.items():
-        print(f"{name}: " + "\n".join(check.lines()))
-    print(report)
-    return 0 if all(check.passed for check in checks.values()) else 1
+    return detectors
 
 
 def cmd_score(args) -> int:

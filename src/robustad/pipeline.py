@@ -25,7 +25,7 @@ from robustad.data.folder import list_images, load_images
 from robustad.data.mnist import fetch_mnist
 from robustad.data.registry import dataset_info, load_dataset, preset_for, probe_image_side
 from robustad.data.splits import check_limit, subsample
-from robustad.errors import CheckpointError, DataError
+from robustad.errors import CheckpointError, ConfigError, DataError, RobustADError
 from robustad.evaluation.maps import evaluate_maps, plot_maps
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
@@ -225,6 +225,87 @@ def train_or_resume(
     if distributed.is_main():  # under torchrun the ranks hold the same detector; rank 0 writes it
         detector.save(out)
     return detector
+
+
+@dataclass
+class EvaluationPlan:
+    """What an evaluation will do, settled before any test image is read: the detectors (and the
+    suite's transfer surrogates), the data spec, and either one PGD attack or the attack suite and/or
+    the gradient-masking checks."""
+
+    detectors: dict[str, Any]
+    data: DataSpec
+    attack: AttackConfig | None = None  # one attack; None when a suite or the sanity checks run
+    suite: Any = None  # robustad.evaluation.suite.SuiteConfig
+    sanity: Any = None  # robustad.evaluation.sanity.SanityConfig
+    surrogates: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_evaluation(detectors: dict[str, Any], spec: DataSpec, eps: Any = None, steps: int | None = None,
+                    restarts: int = 1, target: str = "both", attack_seed: int = 0, suite: str | None = None,
+                    suite_eps: Sequence[Any] | None = None, sanity: bool = False,
+                    surrogates: dict[str, Any] | None = None) -> EvaluationPlan:
+    """Settle an evaluation of fitted `detectors` (name -> detector) on `spec`'s test split.
+
+    The first detector's config supplies what is not given: its image size, and its test budget
+    (`evaluation.eps` and `.steps`) for the attack, the suite and the sanity checks. A suite or the
+    sanity checks run on at most their own number of test images unless spec.max_test says otherwise,
+    since the full test split would take hours under them. Every setting is checked here, so a bad
+    one fails before the data loads."""
+    from robustad.evaluation.sanity import SanityConfig
+    from robustad.evaluation.suite import SANITY_TEST_IMAGES, suite_for_detector
+
+    if not detectors:
+        raise ConfigError("name at least one detector to evaluate")
+    if suite_eps is not None and suite is None:
+        raise ConfigError("suite budgets need a suite (they set the budgets the suite's attacks run at)")
+    first = next(iter(detectors.values()))
+    data = spec
+    if spec.image_size is None and getattr(first, "resize_to", None) is not None:
+        data = dataclasses.replace(spec, image_size=first.resize_to)
+    evaluation = first.config.evaluation
+    if suite is None and not sanity:
+        attack = AttackConfig(name="pgd", eps=evaluation.eps if eps is None else eps,
+                              steps=evaluation.steps if steps is None else steps, restarts=restarts,
+                              target=target, seed=attack_seed).validate()
+        return EvaluationPlan(detectors, data, attack=attack)
+    if suite_eps is not None and not list(suite_eps):
+        raise ConfigError("name at least one budget for the suite, e.g. 2/255,8/255")
+    suite_config = suite_for_detector(suite, evaluation.eps, eps, list(suite_eps) if suite_eps is not None
+                                      else None) if suite else None
+    sanity_config = SanityConfig(eps=evaluation.eps if eps is None else eps, target=target,
+                                 seed=attack_seed).validate() if sanity else None
+    if data.max_test is None:
+        data = dataclasses.replace(data, max_test=suite_config.num_test if suite_config else SANITY_TEST_IMAGES)
+    return EvaluationPlan(detectors, data, suite=suite_config, sanity=sanity_config,
+                          surrogates=dict(surrogates or {}))
+
+
+def run_evaluation(plan: EvaluationPlan, out: Path, extra: dict[str, Any] | None = None,
+                   log: Callable[[str], None] = say) -> tuple[Path, dict[str, Any]]:
+    """Load the test split, check that every detector takes its images, and run the plan: returns
+    (report.md, the sanity checks by detector name: empty without them)."""
+    from robustad.evaluation.suite import evaluate_suite
+
+    split = load_data(plan.data)
+    if len(split.test_labels) == 0:
+        raise DataError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")
+    for name, det in {**plan.detectors, **plan.surrogates}.items():
+        try:  # every detector must take these images, before hours of attacks on the ones before it
+            det.prepare(split.test[:1])
+        except RobustADError as err:
+            raise RobustADError(f"detector {name}: {err}") from None
+    described = split.describe(train=False)  # the detectors were trained in their own runs
+    log(described)
+    if plan.attack is not None:
+        return evaluate_detectors(plan.detectors, split, plan.attack, out, title=described, extra=extra, log=log,
+                                  trained_on_split=False), {}
+    report, checks = evaluate_suite(plan.detectors, split.test, split.test_labels, out, suite=plan.suite,
+                                    sanity=plan.sanity is not None, sanity_config=plan.sanity,
+                                    surrogate=plan.surrogates or None, title=described,
+                                    extra={**(extra or {}), "data": {"description": described, "name": split.name}},
+                                    log=log)
+    return report, checks
 
 
 def evaluate_detectors(
