@@ -200,6 +200,8 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
         "num_train": int(split.train.shape[0]), "num_test": int(split.test.shape[0]),
         "num_test_anomalies": int(split.test_labels.sum()), "data": split.describe(),
         "config": config.to_dict(), "measurement": measurement(suite, eps), "notes": result.notes,
+        # the suite's training overrides with any --set: what a check of the cell against its preset must apply
+        "train_overrides": json_form(dict(suite.train_overrides)),
         "suite_rows": rows,
         "library_versions": library_versions(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - started,
