@@ -271,7 +271,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from robustad.methods.registry import load_detector
     from robustad.pipeline import plan_evaluation, run_evaluation, say
 
     if args.suite_eps and not args.suite:
@@ -283,8 +282,8 @@ def cmd_evaluate(args) -> int:
             raise RobustADError(f"--suite-eps takes budgets separated by commas, e.g. 2/255,8/255; got {args.suite_eps!r}")
     out = _output_folder(args.out if args.out else Path(args.detector[0].rpartition("=")[2]) / "eval")
     _hold(out, "evaluation")
-    detectors = _named_detectors(args.detector, load_detector)
-    surrogates = _named_detectors(args.surrogate, load_detector) if (args.suite or args.sanity) else {}
+    detectors = _named_detectors(args.detector)
+    surrogates = _named_detectors(args.surrogate) if (args.suite or args.sanity) else {}
     # every setting fails here, before the data loads
     plan = plan_evaluation(detectors, _spec(args), eps=args.eps, steps=args.steps, restarts=args.restarts,
                            target=args.target, attack_seed=args.attack_seed, suite=args.suite, suite_eps=budgets,
@@ -296,8 +295,10 @@ def cmd_evaluate(args) -> int:
     return 0 if all(check.passed for check in checks.values()) else 1
 
 
-def _named_detectors(items: list[str], load_detector) -> dict:
+def _named_detectors(items: list[str]) -> dict:
     """NAME=DIR (or DIR, named after its folder) -> loaded detectors; two of one name are refused."""
+    from robustad.methods.registry import load_detector
+
     detectors = {}
     for item in items:
         name, _, path = item.rpartition("=")

@@ -11,6 +11,7 @@ from robustad import distributed
 from robustad.methods.adversarial import frozen_batchnorm_stats, pgd_ascend_loss
 from robustad.methods.cobra.config import AdversarialConfig, LossConfig
 from robustad.methods.cobra.loss import cobra_contrastive_loss, shift_classification_loss
+from robustad.methods.training import net_of
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews
@@ -130,7 +131,7 @@ class CobraObjective:
         adversary (its steps and step size) and under PGD-adversarial.guard_steps on H's
         cross-entropy. OverfitGuard's probe: the network should be in eval mode."""
         shifted, shift_ids, _ = self.pseudo_anomalies.expand(x, generator)
-        net = self.net.module if isinstance(self.net, torch.nn.parallel.DistributedDataParallel) else self.net
+        net = net_of(self)  # the probe's passes stay out of DistributedDataParallel's gradient sync
 
         def shift_loss(images):
             return F.cross_entropy(net(images).shift_logits, shift_ids, reduction="sum")
