@@ -386,6 +386,26 @@ def test_benchmark_on_your_own_folders_runs_the_default_cobra_and_the_references
     assert main(["benchmark", "--suite", "validation", "--data", "folder", "--out", str(out)]) == 2
 
 
+def test_suite_for_data_settles_the_own_data_benchmark_from_python(tmp_path):
+    """The CLI's --data benchmark is suite_for_data: same checks and same suite from Python."""
+    from robustad.benchmark.suites import suite_for_data
+    from robustad.data.datasets import load_split
+    from robustad.data.folder import save_image
+
+    split = load_split("digits", [0], max_test=20, seed=0)
+    for i, image in enumerate(split.train[:5]):
+        save_image(image, tmp_path / "good" / f"{i}.png")
+    suite = suite_for_data("folder", normal_dir=str(tmp_path / "good"), abnormal_dirs=[str(tmp_path / "bad")])
+    assert suite.datasets == {"folder": ["good"]} and suite.methods[0] == "cobra-ensemble"  # 8 px: small images
+    assert suite.data_args["folder"]["abnormal_dirs"] == [str(tmp_path / "bad")]
+    for kwargs, match in [({"dataset": "folder", "normal_dir": str(tmp_path / "good")}, "needs --normal-dir"),
+                          ({"dataset": "digits", "normal_dir": "x"}, "belong to --data folder"),
+                          ({"dataset": "digits"}, "name the normal classes of digits")]:
+        with pytest.raises(ConfigError, match=match):
+            suite_for_data(**kwargs)
+    assert suite_for_data("digits", categories=["3"], methods=("pixel-knn",)).methods == ("pixel-knn",)
+
+
 @pytest.mark.parametrize("content", ['{"broken', "[1, 2]", '{"id": "x", "cell": {"dataset": "mnist"}}', "\udcff"])
 def test_a_damaged_cell_file_is_named_in_one_line(tmp_path, capsys, content):
     (tmp_path / "cells").mkdir()

@@ -48,3 +48,15 @@ def test_a_python_evaluation_writes_the_same_report_as_the_command(fitted_cobra,
 
     methods = json.loads((tmp_path / "report.json").read_text())["methods"]
     assert 0.0 <= methods["c"]["auroc_attack"] <= methods["c"]["auroc_clean"] + 0.05
+
+
+def test_pgd_attack_takes_the_budget_from_the_detector_config_unless_given():
+    from types import SimpleNamespace
+
+    from robustad.pipeline import pgd_attack
+
+    evaluation = SimpleNamespace(eps=2 / 255, steps=7)
+    assert (pgd_attack(evaluation).eps, pgd_attack(evaluation).steps) == (2 / 255, 7)
+    given = pgd_attack(evaluation, eps="4/255", steps=3, restarts=2, target="normal", seed=5)
+    assert (given.eps, given.steps, given.restarts, given.target, given.seed) == (4 / 255, 3, 2, "normal", 5)
+    assert (pgd_attack().eps, pgd_attack().steps) == (8 / 255, 50)  # no config: the field's usual budget

@@ -147,13 +147,10 @@ def _spec(args):
 
 def _attack(args, config=None):
     """PGD from the flags; --eps/--steps default to the detector config's evaluation section."""
-    from robustad.attacks.base import AttackConfig
+    from robustad.pipeline import pgd_attack
 
-    evaluation = config.evaluation if config is not None else None
-    eps = args.eps if args.eps is not None else (evaluation.eps if evaluation else "8/255")
-    steps = args.steps if args.steps is not None else (evaluation.steps if evaluation else 50)
-    return AttackConfig(name="pgd", eps=eps, steps=steps, restarts=args.restarts,
-                        target=args.target, seed=args.attack_seed).validate()
+    return pgd_attack(config.evaluation if config is not None else None, args.eps, args.steps, args.restarts,
+                      args.target, args.attack_seed)
 
 
 def _output_folder(path: str | Path) -> Path:
@@ -504,32 +501,11 @@ def _seeds(text: str) -> list[int]:
 
 
 def _own_data_suite(args):
-    """`robustad benchmark --data ...`: the default detector for the images' size, COBRA and the references."""
-    from robustad.benchmark.suites import own_data_suite
-    from robustad.data.registry import dataset_info, probe_image_side
+    from robustad.benchmark.suites import suite_for_data
 
-    info = dataset_info(args.data)
-    if info.name == "folder":
-        if not args.normal_dir or not args.abnormal_dir:
-            raise RobustADError("--data folder needs --normal-dir (normal training images) and --abnormal-dir "
-                                "(anomalous test images) to benchmark on")
-        data_args = {"normal_dir": args.normal_dir, "abnormal_dirs": args.abnormal_dir,
-                     "normal_test_dir": args.test_normal_dir, "mask_dir": args.mask_dir}
-        classes = [Path(args.normal_dir).name]
-    else:
-        if args.normal_dir or args.abnormal_dir or args.test_normal_dir or args.mask_dir:
-            raise RobustADError("--normal-dir/--abnormal-dir/--test-normal-dir/--mask-dir belong to --data folder")
-        data_args = {"root": args.root}
-        classes = list(args.category or [])
-        if info.kind == "anomaly" and not classes:
-            cats = info.categories(args.root) if args.root else []
-            if not cats:
-                raise RobustADError(f"name the categories to benchmark with --category (none found under {args.root})")
-            classes = list(cats)
-        if info.kind == "classes" and not classes:
-            raise RobustADError(f"name the normal classes of {info.name} with --category, e.g. --category 0,3")
-    side = probe_image_side(info.name, data_args.get("root"), classes[0], data_args.get("normal_dir"))
-    return own_data_suite(info.name, classes, data_args, side, methods=tuple(args.methods) if args.methods else None)
+    return suite_for_data(args.data, root=args.root, categories=args.category or (), normal_dir=args.normal_dir,
+                          abnormal_dirs=args.abnormal_dir or (), test_normal_dir=args.test_normal_dir,
+                          mask_dir=args.mask_dir, methods=tuple(args.methods) if args.methods else None)
 
 
 def cmd_benchmark(args) -> int:

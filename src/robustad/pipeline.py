@@ -34,7 +34,7 @@ from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.catalog import build_detector, default_method
 from robustad.methods.checkpoint import META_FILE, config_from_meta, read_meta
 from robustad.methods.registry import load_detector
-from robustad.provenance import config_changes, images_digest, json_form, library_versions, summarize_changes
+from robustad.provenance import RunRecord, images_digest, json_form, library_versions, summarize_changes
 
 
 def say(message: str) -> None:
@@ -198,22 +198,25 @@ def train_or_resume(
     detector = build_detector(method, config_preset, overrides, log=log)
     if (out / META_FILE).is_file():
         meta = read_meta(out)
-        # Read the saved config as loading would (fields added since take their defaults), then compare.
-        if meta.get("method") != detector.name:
-            changes = [f"method: {meta.get('method')} -> {detector.name}"]
-        else:
-            saved = config_from_meta(type(detector.config), meta, out)
-            changes = config_changes(json_form(saved.to_dict()), json_form(detector.config.to_dict()))
-        if changes:
+        # The saved config is read as loading would (fields added since take their defaults); detectors
+        # saved before digests were recorded cannot be checked on their images.
+        same_method = meta.get("method") == detector.name
+        saved_digest = (meta.get("fit_info") or {}).get("train_images_digest")
+        saved = RunRecord(
+            method=meta.get("method"),
+            config=json_form(config_from_meta(type(detector.config), meta, out).to_dict()) if same_method else None,
+            images={"digest": saved_digest} if same_method and saved_digest is not None else None)
+        wanted = RunRecord(method=detector.name, config=json_form(detector.config.to_dict()),
+                           images={"digest": images_digest(load_normal_images(train_images, detector.resize_to))}
+                           if saved.images is not None else None)
+        changes = saved.changes(wanted)
+        if any(not change.startswith("images.") for change in changes):
             raise CheckpointError(
                 f"{out} holds a finished detector trained with another config than the one asked for now "
                 f"({summarize_changes(changes)}). Move or delete {out} to train this config, "
                 "or choose another output folder."
             )
-        saved_digest = (meta.get("fit_info") or {}).get("train_images_digest")
-        # detectors saved before digests were recorded cannot be checked this way
-        if saved_digest is not None and saved_digest != images_digest(load_normal_images(train_images,
-                                                                                         detector.resize_to)):
+        if changes:
             raise CheckpointError(
                 f"{out} holds a finished detector trained on other images than these (another data set, "
                 f"class, --max-train or --data-seed?). Move or delete {out} to train on these, or choose "
@@ -241,6 +244,17 @@ class EvaluationPlan:
     surrogates: dict[str, Any] = field(default_factory=dict)
 
 
+def pgd_attack(evaluation: Any = None, eps: Any = None, steps: int | None = None, restarts: int = 1,
+               target: str = "both", seed: int = 0) -> AttackConfig:
+    """PGD on the score, checked; eps and steps not given come from a detector config's evaluation
+    section (its test budget), or are 8/255 and 50 without one."""
+    if eps is None:
+        eps = evaluation.eps if evaluation is not None else "8/255"
+    if steps is None:
+        steps = evaluation.steps if evaluation is not None else 50
+    return AttackConfig(name="pgd", eps=eps, steps=steps, restarts=restarts, target=target, seed=seed).validate()
+
+
 def plan_evaluation(detectors: dict[str, Any], spec: DataSpec, eps: Any = None, steps: int | None = None,
                     restarts: int = 1, target: str = "both", attack_seed: int = 0, suite: str | None = None,
                     suite_eps: Sequence[Any] | None = None, sanity: bool = False,
@@ -265,10 +279,7 @@ def plan_evaluation(detectors: dict[str, Any], spec: DataSpec, eps: Any = None, 
         data = dataclasses.replace(spec, image_size=first.resize_to)
     evaluation = first.config.evaluation
     if suite is None and not sanity:
-        attack = AttackConfig(name="pgd", eps=evaluation.eps if eps is None else eps,
-                              steps=evaluation.steps if steps is None else steps, restarts=restarts,
-                              target=target, seed=attack_seed).validate()
-        return EvaluationPlan(detectors, data, attack=attack)
+        return EvaluationPlan(detectors, data, attack=pgd_attack(evaluation, eps, steps, restarts, target, attack_seed))
     if suite_eps is not None and not list(suite_eps):
         raise ConfigError("name at least one budget for the suite, e.g. 2/255,8/255")
     suite_config = suite_for_detector(suite, evaluation.eps, eps, list(suite_eps) if suite_eps is not None

@@ -1,15 +1,17 @@
-"""Where a result came from: the training run's identity (method, config, images), the library
-versions, and the differences between two records, in words.
+"""Where a result came from: one record (RunRecord: method, config, images, measurement, versions),
+its difference from another in words, and the library versions.
 
 Training resume (a checkpoint resumes only its own run), the refusal to overwrite a finished detector
-with another config, and the benchmark's staleness check all compare records with these functions.
+with another config or other images, and the benchmark's staleness check all compare RunRecords.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,19 +42,72 @@ def images_digest(x: torch.Tensor) -> str:
     return hashlib.sha256(data.data).hexdigest()[:16]
 
 
-def run_identity(method: str, config: dict, images: torch.Tensor) -> dict[str, Any]:
-    """What a training run is: a checkpoint resumes only a run with the same identity.
+@dataclass(frozen=True)
+class RunRecord:
+    """What a result came from. A section one side does not know (None) is not compared.
 
-    The score and evaluation sections are left out: they do not change training.
+    - method, config (JSON form: what reads back from a file): the detector asked for;
+    - images: what it was trained on (count, channels, size, digest; or just some of them);
+    - measurement: how it was measured (the benchmark's test-set limits and attacks);
+    - version, format: robustad's version and checkpoint layout; world_size: training processes.
     """
-    return {
-        "method": method,
-        "format": CHECKPOINT_FORMAT,
-        "version": robustad.__version__,
-        "config": {k: v for k, v in config.items() if k not in ("score", "evaluation")},
-        "images": {"count": int(images.shape[0]), "channels": int(images.shape[1]),
-                   "size": [int(images.shape[-2]), int(images.shape[-1])], "digest": images_digest(images)},
-    }
+
+    method: str | None = None
+    config: dict[str, Any] | None = None
+    images: dict[str, Any] | None = None
+    measurement: dict[str, Any] | None = None
+    version: str | None = None
+    format: int | None = None
+    world_size: int = 1
+
+    @classmethod
+    def of_training(cls, method: str, config: dict, images: torch.Tensor, world_size: int = 1) -> RunRecord:
+        """A training run: a checkpoint resumes only a run with the same record.
+
+        The score and evaluation sections are left out: they do not change training.
+        """
+        return cls(
+            method=method, format=CHECKPOINT_FORMAT, version=robustad.__version__, world_size=world_size,
+            config=json_form({k: v for k, v in config.items() if k not in ("score", "evaluation")}),
+            images={"count": int(images.shape[0]), "channels": int(images.shape[1]),
+                    "size": [int(images.shape[-2]), int(images.shape[-1])], "digest": images_digest(images)},
+        )
+
+    def with_world_size(self, world_size: int) -> RunRecord:
+        return dataclasses.replace(self, world_size=world_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (a training checkpoint's "run"); unknown sections and one process are left out."""
+        out = {"method": self.method, "format": self.format, "version": self.version, "config": self.config,
+               "images": self.images, "measurement": self.measurement}
+        out = {k: v for k, v in out.items() if v is not None}
+        if self.world_size != 1:
+            out["world_size"] = self.world_size
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """A record read back from JSON; a section it lacks is unknown."""
+        fields = {k: data.get(k) for k in ("method", "config", "images", "measurement", "version", "format")}
+        return cls(**fields, world_size=int(data.get("world_size", 1)))
+
+    def changes(self, wanted: RunRecord, strict: bool = False) -> list[str]:
+        """How `wanted` differs from this record, as "field: this -> wanted" (config fields as
+        "config.a.b", images as "images.x", measurement as "suite.x"); empty when they agree.
+        strict: a section only one side knows is a difference too (a training checkpoint must match
+        its run exactly)."""
+        out = []
+        for name in ("method", "format", "version", "world_size"):
+            old, new = getattr(self, name), getattr(wanted, name)
+            if (strict or (old is not None and new is not None)) and old != new:
+                out.append(f"{name}: {'<absent>' if old is None else old} -> {'<absent>' if new is None else new}")
+        for name, prefix in (("config", "config."), ("images", "images."), ("measurement", "suite.")):
+            old, new = getattr(self, name), getattr(wanted, name)
+            if old is not None and new is not None:
+                out += config_changes(old, new, prefix)
+            elif strict and (old is not None or new is not None):
+                out.append(f"{name}: {'<absent>' if old is None else 'recorded'} -> {'<absent>' if new is None else 'recorded'}")
+        return out
 
 
 def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:

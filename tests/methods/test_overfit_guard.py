@@ -9,7 +9,10 @@ from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.training import CHECKPOINT_NAME, train
 from robustad.models.heads import ShiftContrastiveNet
+from robustad.provenance import RunRecord
 from robustad.transforms import LightViews, PseudoAnomalySet
+
+RUN = RunRecord(method="fp")  # any fixed run identity
 
 
 def test_one_step_from_a_random_start_uses_fgsm_rs_step_size():
@@ -82,7 +85,7 @@ def test_a_collapse_discards_that_epochs_updates_then_falls_back_or_stops(tmp_pa
         return real_step(x, g)
 
     objective.step = step
-    report = train(objective, images, config.train, torch.device("cpu"), tmp_path, "run", progress=False,
+    report = train(objective, images, config.train, torch.device("cpu"), tmp_path, RUN, progress=False,
                    guard=guard)
     assert report.history[2]["guard_collapsed"] == 1.0 and report.guard["collapsed_at"] == 3
     if action == "stop":
@@ -98,7 +101,7 @@ def test_a_collapse_discards_that_epochs_updates_then_falls_back_or_stops(tmp_pa
 def test_a_run_resumed_after_a_collapse_ends_as_the_uninterrupted_one(tmp_path):
     images = torch.rand(16, 1, 8, 8)
     config, objective, guard = _setup("fallback", [0.5, 0.1])
-    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", "run", progress=False, guard=guard)
+    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", RUN, progress=False, guard=guard)
     reference = _weights(objective.net)
 
     config, objective, guard = _setup("fallback", [0.5, 0.1])
@@ -112,11 +115,11 @@ def test_a_run_resumed_after_a_collapse_ends_as_the_uninterrupted_one(tmp_path):
 
     objective.step = crash_in_epoch_four
     with pytest.raises(KeyboardInterrupt):
-        train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "run", progress=False,
+        train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", RUN, progress=False,
               guard=guard)
     assert (tmp_path / "cut" / CHECKPOINT_NAME).is_file()
     config, objective, guard = _setup("fallback", [], seed=7)  # no probe left: a resumed run must not measure
-    report = train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "run", progress=False,
+    report = train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", RUN, progress=False,
                    guard=guard)
     assert report.resumed_from_epoch == 3 and objective.steps == config.adversarial.fallback_steps
     for key, value in objective.net.state_dict().items():

@@ -8,7 +8,10 @@ from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.training import CHECKPOINT_NAME, learning_rate, train
 from robustad.models.heads import ShiftContrastiveNet
+from robustad.provenance import RunRecord
 from robustad.transforms import LightViews, PseudoAnomalySet
+
+RUN = RunRecord(method="fp")  # any fixed run identity
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
@@ -31,7 +34,7 @@ def _setup(seed=0):
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()
-    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", "fp", progress=False)
+    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", RUN, progress=False)
     reference = {k: v.clone() for k, v in objective.net.state_dict().items()}
 
     config, objective = _setup()
@@ -45,11 +48,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
     objective.step = crash_in_epoch_three
     with pytest.raises(KeyboardInterrupt):
-        train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "fp", progress=False)
+        train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", RUN, progress=False)
     assert (tmp_path / "cut" / CHECKPOINT_NAME).is_file()
 
     config, objective = _setup(seed=99)  # different init: everything must come from the checkpoint
-    report = train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", "fp", progress=False)
+    report = train(objective, images, config.train, torch.device("cpu"), tmp_path / "cut", RUN, progress=False)
     assert report.resumed_from_epoch == 2
     assert [h["epoch"] for h in report.history] == [1, 2, 3]
     for key, value in objective.net.state_dict().items():
@@ -57,20 +60,18 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_checkpoint_of_another_run_is_refused_and_the_message_names_what_differs(tmp_path):
-    from robustad.provenance import run_identity
-
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()
     config.train.epochs = 1
-    run = run_identity("cobra", config.to_dict(), images)
+    run = RunRecord.of_training("cobra", config.to_dict(), images)
     train(objective, images, config.train, torch.device("cpu"), tmp_path, run, progress=False)
-    for other, change in [(run_identity("cobra", config.to_dict(), images.flip(0)), r"images.digest: \w+ -> \w+"),
-                          (run_identity("cobra", {**config.to_dict(), "image_size": 8}, images),
+    for other, change in [(RunRecord.of_training("cobra", config.to_dict(), images.flip(0)), r"images.digest: \w+ -> \w+"),
+                          (RunRecord.of_training("cobra", {**config.to_dict(), "image_size": 8}, images),
                            "config.image_size: None -> 8")]:
         with pytest.raises(CheckpointError, match=rf"another training run \({change}\).*delete the checkpoint"):
             train(objective, images, config.train, torch.device("cpu"), tmp_path, other, progress=False)
     # the same identity from the same images resumes (here: finds the run finished)
-    same = run_identity("cobra", config.to_dict(), images.clone())
+    same = RunRecord.of_training("cobra", config.to_dict(), images.clone())
     assert train(objective, images, config.train, torch.device("cpu"), tmp_path, same, progress=False).epochs == 1
 
 
@@ -78,7 +79,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a safetensors file")
     config, objective = _setup()
     with pytest.raises(CheckpointError, match="not a readable"):
-        train(objective, torch.rand(16, 1, 8, 8), config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+        train(objective, torch.rand(16, 1, 8, 8), config.train, torch.device("cpu"), tmp_path, RUN, progress=False)
 
 
 def _rewrite(path, edit_tensors=None, edit_state=None, keep_checksum=True, recompute=False):
@@ -128,12 +129,12 @@ def test_an_edited_or_damaged_training_checkpoint_is_refused_in_one_line(tmp_pat
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()
     config.train.epochs = 2
-    train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+    train(objective, images, config.train, torch.device("cpu"), tmp_path, RUN, progress=False)
     _rewrite(tmp_path / CHECKPOINT_NAME, **edit)
     config, objective = _setup()
     config.train.epochs = 2
     with pytest.raises(CheckpointError, match=message) as err:
-        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+        train(objective, images, config.train, torch.device("cpu"), tmp_path, RUN, progress=False)
     assert "\n" not in str(err.value) and "delete it" in str(err.value)
 
 
@@ -145,7 +146,7 @@ def test_a_time_limit_pauses_at_epoch_boundaries_and_resuming_gives_the_same_wei
 
     images = torch.rand(16, 1, 8, 8)
     config, objective = _setup()
-    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", "fp", progress=False)
+    train(objective, images, config.train, torch.device("cpu"), tmp_path / "full", RUN, progress=False)
     reference = {k: v.clone() for k, v in objective.net.state_dict().items()}
 
     run = tmp_path / "paused"
@@ -153,13 +154,13 @@ def test_a_time_limit_pauses_at_epoch_boundaries_and_resuming_gives_the_same_wei
         # a resumed call starts from another init: everything must come from the checkpoint
         config, objective = _setup(seed=0 if expected_epoch == 1 else 99)
         with training_deadline(time.time() - 1), pytest.raises(TrainingPaused) as paused:
-            train(objective, images, config.train, torch.device("cpu"), run, "fp", progress=False)
+            train(objective, images, config.train, torch.device("cpu"), run, RUN, progress=False)
         assert (paused.value.epoch, paused.value.epochs) == (expected_epoch, 3)
         assert paused.value.checkpoint == run / CHECKPOINT_NAME and paused.value.checkpoint.is_file()
         assert "run the same command again" in str(paused.value)
     config, objective = _setup(seed=99)
     with training_deadline(time.time() + 3600):  # room for the last epoch: no pause
-        report = train(objective, images, config.train, torch.device("cpu"), run, "fp", progress=False)
+        report = train(objective, images, config.train, torch.device("cpu"), run, RUN, progress=False)
     assert report.resumed_from_epoch == 2 and [h["epoch"] for h in report.history] == [1, 2, 3]
     for key, value in objective.net.state_dict().items():
         assert torch.equal(value, reference[key]), key
@@ -175,11 +176,11 @@ def test_the_last_epoch_finishes_even_past_the_deadline_and_a_limit_needs_a_run_
     config, objective = _setup()
     config.train.epochs = 1
     with training_deadline(time.time() - 1):
-        assert train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False).epochs == 1
+        assert train(objective, images, config.train, torch.device("cpu"), tmp_path, RUN, progress=False).epochs == 1
         with pytest.raises(ConfigError, match="needs a run folder"):
-            train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False)
+            train(objective, images, config.train, torch.device("cpu"), None, RUN, progress=False)
     # outside the block there is no limit again
-    assert train(objective, images, config.train, torch.device("cpu"), None, "fp", progress=False).epochs == 1
+    assert train(objective, images, config.train, torch.device("cpu"), None, RUN, progress=False).epochs == 1
 
 
 def test_a_non_finite_loss_stops_training_with_a_clear_error_and_leaves_the_weights(tmp_path):
@@ -191,7 +192,7 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error_and_leaves_the_weig
     real_step = objective.step
     objective.step = lambda x, g: (real_step(x, g)[0] * float("nan"), {"loss": float("nan")})
     with pytest.raises(RobustADError, match=r"loss became nan at epoch 1, step 1 .*lower train.lr"):
-        train(objective, images, config.train, torch.device("cpu"), tmp_path, "fp", progress=False)
+        train(objective, images, config.train, torch.device("cpu"), tmp_path, RUN, progress=False)
     for key, value in objective.net.named_parameters():  # the step was not applied
         assert torch.equal(value, before[key]), key
 

@@ -19,7 +19,7 @@ from robustad.evaluation.suite import WORST, run_suite
 from robustad.files import try_lock
 from robustad.methods.catalog import build_detector
 from robustad.pipeline import train_or_resume
-from robustad.provenance import config_changes, json_form, library_versions
+from robustad.provenance import RunRecord, json_form, library_versions
 
 # a cell process's exit code when its training stopped at the time limit (it resumes next run)
 CELL_PAUSED_EXIT_CODE = 3
@@ -116,14 +116,17 @@ def record_changes(suite: BenchmarkSuite, cell: Cell, record: dict[str, Any],
         recorded = type(current).from_dict(record.get("config") or {}, source=f"the config of cell {cell.id}")
     except (ConfigError, KeyError, TypeError) as err:
         return [f"its config does not parse in this version ({err})"], []
-    training = config_changes(json_form(recorded.to_dict()), json_form(current.to_dict()))
+    then = RunRecord(config=json_form(recorded.to_dict()), measurement=record.get("measurement"))
+    now = RunRecord(config=json_form(current.to_dict()),
+                    measurement=measurement(suite, float(current.evaluation.eps)) if "measurement" in record else None)
+    changes = then.changes(now)
+    # the training-set limit changes the detector, the other measurement settings only its figures
+    retrains = [c for c in changes if c.startswith(("config.", "suite.max_train:"))]
+    measured = [c for c in changes if c not in retrains]
     if "measurement" not in record:
         more_training, measured = _changes_shown_by_rows(suite, record)
-        return training + more_training, measured
-    then, now = dict(record["measurement"]), measurement(suite, float(current.evaluation.eps))
-    if then.pop("max_train", None) != now.pop("max_train"):
-        training.append(f"suite.max_train: {record['measurement'].get('max_train')} -> {suite.max_train}")
-    return training, config_changes(then, now, prefix="suite.")
+        retrains += more_training
+    return retrains, measured
 
 
 def stale_cell(suite: BenchmarkSuite, cell: Cell, out: Path) -> tuple[list[str], list[str]]:

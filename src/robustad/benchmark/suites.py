@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from robustad.data.registry import dataset_info, preset_for, probe_image_side
@@ -150,6 +151,40 @@ def _suites() -> dict[str, BenchmarkSuite]:
                     "and the adaptive attacks. Hours on a CPU; resumable.",
     )
     return {s.name: s for s in (quick, full, paper, validation)}
+
+
+def suite_for_data(dataset: str, root: str | None = None, categories: list[str] | tuple[str, ...] = (),
+                   normal_dir: str | None = None, abnormal_dirs: list[str] | tuple[str, ...] = (),
+                   test_normal_dir: str | None = None, mask_dir: str | None = None,
+                   methods: tuple[str, ...] | None = None) -> BenchmarkSuite:
+    """`robustad benchmark --data ...`: own_data_suite for a data set named as on the command line.
+
+    Folder layout takes its directories (its one class is the normal folder's name); the other formats
+    take a root and the categories or classes to benchmark (an anomaly-kind data set without
+    categories benchmarks every category found under the root). The image side is read from the first
+    class's files, so the default detector is the one training would choose."""
+    info = dataset_info(dataset)
+    if info.name == "folder":
+        if not normal_dir or not abnormal_dirs:
+            raise ConfigError("--data folder needs --normal-dir (normal training images) and --abnormal-dir "
+                              "(anomalous test images) to benchmark on")
+        data_args = {"normal_dir": normal_dir, "abnormal_dirs": list(abnormal_dirs),
+                     "normal_test_dir": test_normal_dir, "mask_dir": mask_dir}
+        classes = [Path(normal_dir).name]
+    else:
+        if normal_dir or abnormal_dirs or test_normal_dir or mask_dir:
+            raise ConfigError("--normal-dir/--abnormal-dir/--test-normal-dir/--mask-dir belong to --data folder")
+        data_args = {"root": root}
+        classes = list(categories or [])
+        if info.kind == "anomaly" and not classes:
+            found = info.categories(root) if root else []
+            if not found:
+                raise ConfigError(f"name the categories to benchmark with --category (none found under {root})")
+            classes = list(found)
+        if info.kind == "classes" and not classes:
+            raise ConfigError(f"name the normal classes of {info.name} with --category, e.g. --category 0,3")
+    side = probe_image_side(info.name, data_args.get("root"), classes[0], data_args.get("normal_dir"))
+    return own_data_suite(info.name, classes, data_args, side, methods=methods)
 
 
 def own_data_suite(dataset: str, classes: list[str], data_args: dict[str, Any], image_side: int | None,

@@ -40,7 +40,7 @@ from robustad.errors import CheckpointError, ConfigError, TrainingDivergedError,
 from robustad.files import atomic_write
 from robustad.methods.adversarial import OverfitGuard
 from robustad.methods.checkpoint import writable_folder
-from robustad.provenance import config_changes, summarize_changes
+from robustad.provenance import RunRecord, summarize_changes
 
 CHECKPOINT_NAME = "train_state.safetensors"
 
@@ -119,23 +119,23 @@ def train(
     config: TrainConfig,
     device: torch.device,
     checkpoint_dir: Path | None = None,
-    run: dict | None = None,
+    run: RunRecord | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     guard: OverfitGuard | None = None,
 ) -> TrainReport:
     """Train objective.net on normal images [N,C,H,W] (kept on the CPU, moved batch by batch).
 
-    `run` says what this run is (robustad.provenance.run_identity: method, config, a digest
-    of the images); a checkpoint in checkpoint_dir resumes only a run with the same one.
+    `run` says what this run is (robustad.provenance.RunRecord.of_training: method, config, a digest
+    of the images); a checkpoint in checkpoint_dir resumes only a run with the same record.
     `guard` (robustad.methods.adversarial.OverfitGuard) is measured after every epoch while it
     watches; a collapse restores the weights and optimiser state from before that epoch.
     """
-    run = run or {}
+    run = run or RunRecord()
     ctx = distributed.current()
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
     if world > 1:
-        run = {**run, "world_size": world}  # a checkpoint resumes only with as many ranks as wrote it
+        run = run.with_world_size(world)  # a checkpoint resumes only with as many ranks as wrote it
     net = objective.net.to(device)
     optimizer = make_optimizer(net, config)
     num_images = images.shape[0]
@@ -341,7 +341,7 @@ def _save_checkpoint(path, net, optimizer, generator, order_generator, epoch, hi
         "epoch": epoch,
         "history": history,
         "seconds": seconds,
-        "run": run,
+        "run": run.to_dict(),
         "optimizer_scalars": scalars,
     }
     if guard_state is not None:
@@ -414,9 +414,10 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run, tota
         raise _damaged(path, "it has no checksum: an older robustad wrote it, or it was rewritten")
     if _state_digest(tensors, text) != expected:
         raise _damaged(path, "its weights or state do not match the checksum written with them")
-    if state.get("run") != json.loads(json.dumps(run)):
-        saved = state.get("run")
-        what = summarize_changes(config_changes(saved, run)) if isinstance(saved, dict) else "an older robustad"
+    saved = state.get("run")
+    changes = RunRecord.from_dict(saved).changes(run, strict=True) if isinstance(saved, dict) else ["an older robustad"]
+    if changes:
+        what = summarize_changes(changes)
         raise CheckpointError(
             f"{path} belongs to another training run ({what}): other images, config or robustad "
             "version. Use a new output folder, or delete the checkpoint to start over"

@@ -20,7 +20,7 @@ from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
 from robustad.methods.training import TrainReport, train
 from robustad.models.heads import ShiftContrastiveNet
-from robustad.provenance import run_identity
+from robustad.provenance import RunRecord
 from robustad.runtime import resolve_device
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 from robustad.transforms.views import LightViews, ViewConfig
@@ -121,7 +121,7 @@ class Cobra(SavesScorer, BaseDetector):
             self.net, self.pseudo_anomalies, self.views, self.config.loss, self.config.adversarial
         )
         run_dir = Path(run_dir) if run_dir is not None else None
-        identity = run_identity(self.name, self.config.to_dict(), x)
+        identity = RunRecord.of_training(self.name, self.config.to_dict(), x)
         self.train_report_ = train(
             objective,
             train_x,
@@ -138,7 +138,7 @@ class Cobra(SavesScorer, BaseDetector):
         self.scorer.fit_bank(bank_x, self.config.score.batch_size)
         self._calibrate(holdout_x)
         guard = {"overfit_guard": self.train_report_.guard} if self.train_report_.guard else {}
-        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_,
+        self.fit_info_ = fit_record(train_x, holdout_x, identity.images["digest"], started, self.train_report_,
                                     num_bank=int(bank_x.shape[0]), **guard)
         return self
 

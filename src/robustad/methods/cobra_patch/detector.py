@@ -23,7 +23,7 @@ from robustad.methods.cobra_patch.objective import PatchObjective
 from robustad.methods.cobra_patch.score import PatchScore, PatchTrunk
 from robustad.methods.training import TrainReport, train
 from robustad.models.pretrained import load_lite0_trunk
-from robustad.provenance import run_identity
+from robustad.provenance import RunRecord
 from robustad.runtime import resolve_device
 from robustad.transforms.defects import SyntheticDefects
 
@@ -84,7 +84,7 @@ class PatchCobra(AnomalyMaps, SavesScorer, BaseDetector):
             scale = float(reference(probe).pow(2).sum(1).mean().clamp_min(1e-8))
         objective = PatchObjective(net, reference, SyntheticDefects(c.defects.shapes, c.defects.fills), c.loss,
                                    c.adversarial, c.defects.flips, scale)
-        identity = run_identity(self.name, c.to_dict(), x)
+        identity = RunRecord.of_training(self.name, c.to_dict(), x)
         self.train_report_ = train(objective, train_x, c.train, device, checkpoint_dir=Path(run_dir) if run_dir else None,
                                    run=identity, progress=progress, log=log)
         net.eval().requires_grad_(False)
@@ -95,7 +95,7 @@ class PatchCobra(AnomalyMaps, SavesScorer, BaseDetector):
                                           s.projection_dim, c.train.seed)
         bank_seconds = time.perf_counter() - bank_started
         calibrate(self, holdout_x, s.target_fpr)
-        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_,
+        self.fit_info_ = fit_record(train_x, holdout_x, identity.images["digest"], started, self.train_report_,
                                     **bank_info, feature_scale=scale, bank_seconds=bank_seconds)
         return self
 

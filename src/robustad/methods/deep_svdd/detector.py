@@ -28,7 +28,7 @@ from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.deep_svdd.config import DeepSVDDConfig
 from robustad.methods.training import TrainReport, train
 from robustad.models.resnet import ResNet18
-from robustad.provenance import run_identity
+from robustad.provenance import RunRecord
 from robustad.runtime import resolve_device
 
 __all__ = ["DeepSVDD", "SVDDNet", "SVDDScore"]
@@ -157,7 +157,7 @@ class DeepSVDD(SavesScorer, BaseDetector):
         self._build(x.shape[1], tuple(x.shape[-2:]), device)
         center = self._initial_center(train_x, device)
         self.scorer.center = center
-        identity = run_identity(self.name, self.config.to_dict(), x)
+        identity = RunRecord.of_training(self.name, self.config.to_dict(), x)
         self.train_report_ = train(
             _SVDDObjective(self.net, center),
             train_x,
@@ -170,7 +170,7 @@ class DeepSVDD(SavesScorer, BaseDetector):
         )
         self.scorer.eval()
         calibrate(self, holdout_x, self.config.score.target_fpr)
-        self.fit_info_ = fit_record(train_x, holdout_x, identity["images"]["digest"], started, self.train_report_)
+        self.fit_info_ = fit_record(train_x, holdout_x, identity.images["digest"], started, self.train_report_)
         return self
 
     # --- save / load ----------------------------------------------------------------------------
