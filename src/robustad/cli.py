@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -168,8 +169,6 @@ def _hold(folder: Path, what: str, name: str = LOCK_FILE) -> None:
 
 def _output_file(path: str | Path) -> Path:
     """A file a command will write, checked up front: not a folder, not an image, in a writable folder."""
-    import os
-
     from robustad.data.folder import IMAGE_EXTENSIONS
 
     path = Path(path)
@@ -194,8 +193,6 @@ def _minutes(text: str) -> float:
 
 
 def _deadline(minutes: float | None) -> float | None:
-    import time
-
     return None if minutes is None else time.time() + 60 * minutes
 
 

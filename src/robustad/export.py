@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +159,6 @@ def export_onnx(detector: BaseDetector, path: str | Path, check_images: torch.Te
     check_images: images [N, C, H, W] at the detector's size to compare on (besides noise); source:
     the detector's folder, whose checksum goes into the metadata.
     """
-    import time
-    import warnings
-
     onnx, ort = _onnx_modules()
     started = time.perf_counter()
     path = Path(path)

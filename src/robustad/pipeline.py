@@ -30,6 +30,8 @@ from robustad.evaluation.maps import evaluate_maps, plot_maps
 from robustad.evaluation.plots import plot_score_histograms
 from robustad.evaluation.report import write_report
 from robustad.evaluation.robustness import RobustnessResult, evaluate_robustness
+from robustad.evaluation.sanity import SanityConfig
+from robustad.evaluation.suite import SANITY_TEST_IMAGES, evaluate_suite, suite_for_detector
 from robustad.methods.baseline_common import load_normal_images
 from robustad.methods.catalog import build_detector, default_method
 from robustad.methods.checkpoint import META_FILE, config_from_meta, read_meta
@@ -266,9 +268,6 @@ def plan_evaluation(detectors: dict[str, Any], spec: DataSpec, eps: Any = None, 
     sanity checks run on at most their own number of test images unless spec.max_test says otherwise,
     since the full test split would take hours under them. Every setting is checked here, so a bad
     one fails before the data loads."""
-    from robustad.evaluation.sanity import SanityConfig
-    from robustad.evaluation.suite import SANITY_TEST_IMAGES, suite_for_detector
-
     if not detectors:
         raise ConfigError("name at least one detector to evaluate")
     if suite_eps is not None and suite is None:
@@ -296,8 +295,6 @@ def run_evaluation(plan: EvaluationPlan, out: Path, extra: dict[str, Any] | None
                    log: Callable[[str], None] = say) -> tuple[Path, dict[str, Any]]:
     """Load the test split, check that every detector takes its images, and run the plan: returns
     (report.md, the sanity checks by detector name: empty without them)."""
-    from robustad.evaluation.suite import evaluate_suite
-
     split = load_data(plan.data)
     if len(split.test_labels) == 0:
         raise DataError("there is no test set to evaluate on; for --data folder pass --abnormal-dir")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from robustad.benchmark.suites import BenchmarkSuite, Cell
 from robustad.benchmark.tables import read_cell
@@ -156,9 +159,6 @@ def retire_cell(out: Path, cell: Cell, keep_run: bool = False) -> Path:
 def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], None] = print,
              progress: bool = False) -> dict[str, Any]:
     """Train and evaluate one cell in this process; write and return its result."""
-    import torch
-
-
     started = time.perf_counter()
     preset = suite.preset(cell.dataset, cell.normal)
     overrides = {**suite.train_overrides, "train.seed": cell.seed}
@@ -218,10 +218,6 @@ def run_cell(suite: BenchmarkSuite, cell: Cell, out: Path, log: Callable[[str], 
 
 
 def _device_name(device) -> str:
-    import platform
-
-    import torch
-
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()

@@ -15,6 +15,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -358,8 +359,6 @@ def _ar_members(data: bytes) -> dict[str, bytes]:
 
 
 def _extract_fashion(deb: Path, folder: Path) -> None:
-    import tarfile
-
     members = _ar_members(deb.read_bytes())
     payload = next((v for k, v in members.items() if k.startswith("data.tar")), None)
     if payload is None:

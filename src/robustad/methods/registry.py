@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from robustad.errors import CheckpointError
 from robustad.methods.base import BaseDetector
 from robustad.methods.catalog import DETECTOR_CLASSES
@@ -39,8 +41,6 @@ def load_detector(path: str | Path, device: str | None = None) -> BaseDetector:
 def _probe(detector: BaseDetector, path: str | Path) -> None:
     """Score one blank image: weights whose shapes fit load_state_dict but not each other (a bank of
     another width, say) fail here, with the folder named, rather than in the middle of a user's run."""
-    import torch
-
     blank = torch.zeros(1, int(detector.in_channels_), *detector.image_size_)
     try:
         with torch.no_grad():
