@@ -43,3 +43,11 @@ def test_a_section_one_side_does_not_know_counts_only_when_strict():
     assert unknown.changes(known) == []  # e.g. a detector saved before image digests were recorded
     strict = unknown.changes(known, strict=True)
     assert "format: <absent> -> 1" in strict and "images: <absent> -> recorded" in strict
+
+
+def test_a_record_that_is_not_one_is_refused_with_a_value_error():
+    import pytest
+
+    for bad in ([1, 2], {"config": [1]}, {"images": "x"}, {"world_size": "2"}, {"world_size": True}):
+        with pytest.raises(ValueError):
+            RunRecord.from_dict(bad)

@@ -87,9 +87,17 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """A record read back from JSON; a section it lacks is unknown."""
+        """A record read back from JSON; a section it lacks is unknown. ValueError if it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run record is a JSON object, not {type(data).__name__}")
         fields = {k: data.get(k) for k in ("method", "config", "images", "measurement", "version", "format")}
-        return cls(**fields, world_size=int(data.get("world_size", 1)))
+        for key in ("config", "images", "measurement"):
+            if fields[key] is not None and not isinstance(fields[key], dict):
+                raise ValueError(f"the run record's {key} is not a JSON object")
+        world_size = data.get("world_size", 1)
+        if isinstance(world_size, bool) or not isinstance(world_size, int):
+            raise ValueError(f"the run record's world_size is not a whole number: {world_size!r}")
+        return cls(**fields, world_size=world_size)
 
     def changes(self, wanted: RunRecord, strict: bool = False) -> list[str]:
         """How `wanted` differs from this record, as "field: this -> wanted" (config fields as

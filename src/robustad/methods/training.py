@@ -414,8 +414,10 @@ def _load_checkpoint(path, net, optimizer, generator, order_generator, run, tota
         raise _damaged(path, "it has no checksum: an older robustad wrote it, or it was rewritten")
     if _state_digest(tensors, text) != expected:
         raise _damaged(path, "its weights or state do not match the checksum written with them")
-    saved = state.get("run")
-    changes = RunRecord.from_dict(saved).changes(run, strict=True) if isinstance(saved, dict) else ["an older robustad"]
+    try:
+        changes = RunRecord.from_dict(state.get("run")).changes(run, strict=True)
+    except ValueError:
+        changes = ["an older robustad"]
     if changes:
         what = summarize_changes(changes)
         raise CheckpointError(
