@@ -105,19 +105,26 @@ def aurocs(det, x: torch.Tensor, y: np.ndarray, steps: int) -> tuple[float, floa
     return round(clean, 1), round(attacked, 1)
 
 
-def run_variants(split, variants: list[str], attack: bool, seed: int, tag: str) -> None:
+def clean_aurocs(split, s: np.ndarray) -> dict[str, float]:
+    """Clean AUROC of test scores s, and per defect kind (the normal crops against that kind's)."""
     y = split.test_labels.numpy()
     kinds = [path.rsplit("-", 1)[-1] if "/anomaly/" in path else "normal" for path in split.test_paths]
+    row = {"clean": roc_auc_score(y, s) * 100}
+    for kind in KINDS:
+        keep = np.array([k in ("normal", kind) for k in kinds])
+        if y[keep].min() != y[keep].max():
+            row[kind] = roc_auc_score(y[keep], s[keep]) * 100
+    return row
+
+
+def run_variants(split, variants: list[str], attack: bool, seed: int, tag: str) -> None:
+    y = split.test_labels.numpy()
     bank = make_bank(split.train, seed)
     for variant in variants:
         det = WeightedPatchKNN(bank, scale_for(bank, variant))
         with torch.no_grad():
             s = det.score(split.test).numpy()
-        row = {"variant": variant, "clean": roc_auc_score(y, s) * 100}
-        for kind in KINDS:
-            keep = np.array([k in ("normal", kind) for k in kinds])
-            if y[keep].min() != y[keep].max():
-                row[kind] = roc_auc_score(y[keep], s[keep]) * 100
+        row = {"variant": variant, **clean_aurocs(split, s)}
         if attack:
             started = time.time()
             row["pgd50"] = aurocs(det, split.test, y, 50)[1]

@@ -30,7 +30,6 @@ import json
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
@@ -40,14 +39,10 @@ from robustad.attacks.pgd import attack_score
 from robustad.data.registry import load_dataset
 from robustad.transforms.defects import SyntheticDefects
 
-PATCH, STRIDE, BANK, DENSITY_K = 8, 4, 10_000, 3
-KINDS = ("crack", "spots", "smudge", "dent", "tint")
+from patch_density import PATCH, clean_aurocs, make_bank, patches  # noqa: E402  (the script's own folder)
+
+DENSITY_K = 3
 EPS = 2 / 255
-
-
-def patches(x: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W] -> [N, P, C*8*8] (64 px crops: the stride-4 grid reaches the edges)."""
-    return F.unfold(x, PATCH, stride=STRIDE).transpose(1, 2)
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -143,11 +138,6 @@ class EmbeddedPatchKNN:
         return self.patch_scores(x).amax(1)
 
 
-def make_bank(images: torch.Tensor, seed: int) -> torch.Tensor:
-    bank = torch.cat([patches(c) for c in images.split(100)]).flatten(0, 1)
-    return bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(seed))[:BANK]].contiguous()
-
-
 def learn_rotation(embed: Embedding, train: torch.Tensor, seed: int, steps: int, log_tag: str) -> None:
     """Margin training of W on held-out crops against the same crops with synthetic defects.
 
@@ -182,14 +172,8 @@ def learn_rotation(embed: Embedding, train: torch.Tensor, seed: int, steps: int,
 
 def evaluate(scorer, split, attack: bool) -> dict:
     y = split.test_labels.numpy()
-    kinds = [path.rsplit("-", 1)[-1] if "/anomaly/" in path else "normal" for path in split.test_paths]
     with torch.no_grad():
-        s = scorer.score(split.test).numpy()
-    row = {"clean": roc_auc_score(y, s) * 100}
-    for kind in KINDS:
-        keep = np.array([k in ("normal", kind) for k in kinds])
-        if y[keep].min() != y[keep].max():
-            row[kind] = roc_auc_score(y[keep], s[keep]) * 100
+        row = clean_aurocs(split, scorer.score(split.test).numpy())
     if attack:
         started = time.time()
         adv = attack_score(scorer, split.test, split.test_labels, EPS, "both", steps=50, restarts=1,
