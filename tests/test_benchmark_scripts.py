@@ -3,6 +3,7 @@
 They are not part of the package, so nothing else would notice when a rename in robustad breaks one.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -68,3 +69,34 @@ def test_demo_seeds_parses_seed_lists_and_summarises():
         with pytest.raises(argparse.ArgumentTypeError):
             module.parse_seeds(bad)
     assert module._stats([1.0, 3.0]) == "2.0 +- 1.4 (min 1.0, max 3.0)"
+
+
+def test_reference_cost_counts_the_input_gradient_of_an_attack_step():
+    import torch
+
+    module = _script("reference_cost")
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    forward = 2 * 2 * 8 * 8 * 8 * 3 * 9  # 2 FLOP per multiply-add, per output value and kernel weight
+    with module.flop_counter() as counter:  # torch's own tracker would refuse autograd.grad on a leaf
+        conv(x).sum()
+    assert counter.get_total_flops() == forward
+    with module.flop_counter() as counter:
+        (grad,) = torch.autograd.grad(conv(x).sum(), x)
+    assert counter.get_total_flops() == 2 * forward and grad.shape == x.shape
+
+
+def test_score_views_counts_passes_and_averages_per_data_set(tmp_path):
+    module = _script("score_views")
+    assert module.parse_setting("10:all") == (10, None)
+    assert module.parse_setting("0:identity+rotate180") == (0, ["identity", "rotate180"])
+    assert [module.passes(s) for s in ("10:all", "0:all", "0:identity+rotate180", "0:identity")] == [40, 4, 2, 1]
+    rows = [{"cell": "mnist-0-cobra-s0", "0:all": {"clean": 0.9, "attacked": 0.8}, "10:all": {"clean": 0.7}},
+            {"cell": "mnist-1-cobra-s0", "0:all": {"clean": 0.8, "attacked": 0.6}, "10:all": {"clean": 0.9}},
+            {"cell": "fashion-mnist-3-cobra-s0", "0:all": {"clean": 0.5, "attacked": 0.4}, "10:all": {"clean": 0.6}}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    table = module.summarise(path).splitlines()
+    assert table[0].startswith("| score (views:shifts) | passes / image | fashion-mnist clean / PGD | mnist clean")
+    assert table[2] == "| 0:all | 4 | 50.0 / 40.0 (1) | 85.0 / 70.0 (2) |"
+    assert table[3] == "| 10:all | 40 | 60.0 / - (1) | 80.0 / - (2) |"

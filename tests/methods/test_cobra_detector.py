@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from robustad import Cobra
-from robustad.errors import CheckpointError, DataError, InputError
+from robustad.errors import CheckpointError, ConfigError, DataError, InputError
 from robustad.evaluation.metrics import auroc
 from robustad.methods.base import NotFittedError
+from robustad.methods.cobra.score import ShiftScore
 from tests.conftest import TINY
 
 
@@ -158,3 +159,37 @@ def test_an_empty_batch_scores_to_an_empty_tensor(fitted_cobra):
     scores = fitted_cobra.score(torch.zeros(0, 1, 8, 8))
     assert scores.shape == (0,)
     assert fitted_cobra.predict(torch.zeros(0, 1, 8, 8)).shape == (0,)
+
+
+def test_a_subset_of_shifts_scores_as_the_full_score_restricted_to_those_shifts(fitted_cobra, digits_split):
+    def scorer(ids):
+        s = ShiftScore(fitted_cobra.net, fitted_cobra.pseudo_anomalies, fitted_cobra.views, 0, 1234, shift_ids=ids)
+        s.fit_bank(digits_split.train[:60])
+        return s
+
+    full, half = scorer(None), scorer([0, 2])
+    x = digits_split.test[:10]
+    with torch.no_grad():
+        z, logit = full.shifted_features(x)
+        terms = torch.bmm(z, full.bank.transpose(1, 2)).amax(dim=2) * full.similarity_weight[:, None]
+        terms = terms + logit * full.shift_weight[:, None]  # [K, N] normality per shift
+        assert torch.allclose(half(x), -terms[[0, 2]].mean(dim=0), atol=1e-5)
+        assert half.bank.shape[0] == 2 and not torch.allclose(half(x), full(x))
+
+
+def test_score_shifts_by_name_survive_save_and_load(digits_split, tmp_path):
+    det = Cobra.from_preset("cpu-small", overrides={**TINY, "score.shifts": ["identity", "rotate180"]})
+    det.fit(digits_split.train, progress=False)
+    assert det.scorer.bank.shape[0] == 2
+    det.save(tmp_path / "det")
+    loaded = Cobra.load(tmp_path / "det")
+    x = digits_split.test[:8]
+    assert loaded.config.score.shifts == ["identity", "rotate180"]
+    assert torch.allclose(loaded.score(x), det.score(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("shifts, match", [(["rotate45"], "not a shift"), ([], "non-empty"),
+                                           (["identity", "identity"], "twice")])
+def test_bad_score_shifts_are_refused_before_training(shifts, match):
+    with pytest.raises(ConfigError, match=match):
+        Cobra.from_preset("cpu-small", overrides={"score.shifts": shifts})

@@ -22,6 +22,7 @@ from robustad.config import (
 )
 from robustad.errors import ConfigError
 from robustad.methods.adversarial import GUARD_ACTIONS
+from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 
 __all__ = ["AdversarialConfig", "CobraConfig", "LossConfig", "ModelConfig", "ScoreConfig", "TransformConfig"]
 
@@ -93,6 +94,9 @@ class ScoreConfig(CalibrationConfig):
     views: int = 0  # seeded light views averaged per image; 0 = the image itself
     seed: int = 1234  # fixes the views and random shifts, so score(x) is deterministic
     bank_size: int | None = None  # training images kept in the feature bank; None = all
+    # the shifts t_k the score compares under, by name (e.g. [identity, rotate180]); None = all K, as
+    # CSI and the reference code do. Each one is a forward pass per image and view.
+    shifts: list[str] | None = None
 
 
 @dataclass
@@ -140,6 +144,7 @@ class CobraConfig(ConfigMixin):
                               f"got {self.score.bank_size}")
         if self.score.seed < 0:
             raise ConfigError(f"score.seed must be >= 0, got {self.score.seed}")
+        self.score_shift_ids()
         if not (math.isfinite(self.loss.temperature) and self.loss.temperature > 0):
             raise ConfigError(f"loss.temperature must be a finite number > 0, got {self.loss.temperature}")
         if not (math.isfinite(self.loss.opposite_weight) and self.loss.opposite_weight >= 0):
@@ -147,4 +152,21 @@ class CobraConfig(ConfigMixin):
         if self.image_size is not None and self.image_size < 8:
             raise ConfigError(f"image_size must be >= 8 pixels, got {self.image_size}")
         return self
+
+    def score_shift_ids(self) -> list[int]:
+        """Indices (into the pseudo-anomaly set's K shifts) of the shifts the score uses."""
+        names = PseudoAnomalySet(self.transforms.pseudo_anomalies).shift_names
+        chosen = self.score.shifts
+        if chosen is None:
+            return list(range(len(names)))
+        if isinstance(chosen, str) or not isinstance(chosen, (list, tuple)) or not chosen:
+            raise ConfigError(f"score.shifts must be a non-empty list of shift names ({', '.join(names)}) "
+                              f"or null for all of them; got {chosen!r}")
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise ConfigError(f"score.shifts: {', '.join(map(repr, unknown))} is not a shift of this detector's "
+                              f"pseudo-anomalies; choose from {', '.join(names)}")
+        if len(set(chosen)) != len(chosen):
+            raise ConfigError(f"score.shifts lists a shift twice: {chosen!r}")
+        return [names.index(c) for c in chosen]
 

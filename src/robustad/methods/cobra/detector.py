@@ -94,6 +94,7 @@ class Cobra(SavesScorer, BaseDetector):
             self.config.score.views,
             self.config.score.seed,
             use_shift_term=self.config.loss.classification,
+            shift_ids=self.config.score_shift_ids(),
         ).to(device)
         self.in_channels_ = in_channels
         self.image_size_ = image_size

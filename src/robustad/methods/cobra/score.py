@@ -1,6 +1,6 @@
 """The CSI-style anomaly score of a shift-contrastive network, as a differentiable module.
 
-For each shift k: the largest cosine similarity between the projection of t_k(x) and the
+For each shift k (all K, or the subset score.shifts names): the largest cosine similarity between the projection of t_k(x) and the
 training bank under t_k (the test feature's norm is kept, as in CSI), and H's logit for k.
 Each term is divided by its mean on the training set; the score averages over k and flips the
 sign so that higher means more anomalous. Everything is batched: the bank comparison is one
@@ -30,6 +30,7 @@ class ShiftScore(nn.Module):
         num_views: int,
         seed: int,
         use_shift_term: bool = True,
+        shift_ids: list[int] | None = None,
     ):
         super().__init__()
         self.net = net
@@ -38,29 +39,32 @@ class ShiftScore(nn.Module):
         self.num_views = num_views
         self.seed = seed
         self.use_shift_term = use_shift_term
-        num_shifts = pseudo_anomalies.num_shifts
+        self.shift_ids = list(range(pseudo_anomalies.num_shifts)) if shift_ids is None else list(shift_ids)
+        num_shifts = len(self.shift_ids)
         dim = net.projection.net[-1].out_features
-        self.register_buffer("bank", torch.zeros(num_shifts, 0, dim))  # [K, M, D], unit rows
+        self.register_buffer("bank", torch.zeros(num_shifts, 0, dim))  # [S, M, D] for the S scored shifts, unit rows
         self.register_buffer("similarity_weight", torch.ones(num_shifts))
         self.register_buffer("shift_weight", torch.ones(num_shifts))
 
     # --- features -------------------------------------------------------------------------------
     def shifted_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For every shift k: projections of t_k(x) [K,N,D] and H's logit for k [K,N], view-averaged.
+        """For every scored shift k: projections of t_k(x) [S,N,D] and H's logit for k [S,N], view-averaged.
 
-        All K shifts go through the network as one batch.
+        All S scored shifts go through the network as one batch.
         """
-        num_shifts, n = self.pseudo_anomalies.num_shifts, x.shape[0]
+        ids, n = self.shift_ids, x.shape[0]
+        rows = torch.arange(len(ids), device=x.device)
+        columns = torch.tensor(ids, device=x.device)
         projections, logits = 0.0, 0.0
         for view in range(max(1, self.num_views)):
             generator = torch.Generator(device=x.device).manual_seed(self.seed + 7919 * view)
             with shared_randomness():
                 xv = self.views(x, generator) if self.num_views > 0 else x
-                shifted = torch.cat([self.pseudo_anomalies.apply(xv, k, generator) for k in range(num_shifts)])
+                shifted = torch.cat([self.pseudo_anomalies.apply(xv, k, generator) for k in ids])
             out = self.net(shifted)
-            projections = projections + out.projection.view(num_shifts, n, -1)
-            # logit of shift k for the copy that was shifted by k
-            logits = logits + torch.diagonal(out.shift_logits.view(num_shifts, n, num_shifts), dim1=0, dim2=2).T
+            projections = projections + out.projection.view(len(ids), n, -1)
+            # logit of shift k for the copy that was shifted by k: [S, N]
+            logits = logits + out.shift_logits.view(len(ids), n, -1)[rows, :, columns]
         count = max(1, self.num_views)
         return projections / count, logits / count
 
@@ -71,8 +75,8 @@ class ShiftScore(nn.Module):
         device = self.bank.device
         # under torchrun each rank computes its share of the batches and all ranks get the whole bank
         parts = distributed.map_batches(lambda b: self.shifted_features(b.to(device)), images, batch_size, dims=(1, 1))
-        z = torch.cat([p[0] for p in parts], dim=1)  # [K, M, D]
-        logit = torch.cat([p[1] for p in parts], dim=1)  # [K, M]
+        z = torch.cat([p[0] for p in parts], dim=1)  # [S, M, D]
+        logit = torch.cat([p[1] for p in parts], dim=1)  # [S, M]
         self.bank = torch.nn.functional.normalize(z, dim=2)
         self.similarity_weight = 1.0 / z.norm(dim=2).mean(dim=1).clamp_min(1e-8)
         mean_logit = logit.mean(dim=1)
@@ -84,6 +88,6 @@ class ShiftScore(nn.Module):
     # --- the score --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, logit = self.shifted_features(x)
-        similarity = torch.bmm(z, self.bank.transpose(1, 2)).amax(dim=2)  # [K, N]: best match in the bank
+        similarity = torch.bmm(z, self.bank.transpose(1, 2)).amax(dim=2)  # [S, N]: best match in the bank
         normality = similarity * self.similarity_weight[:, None] + logit * self.shift_weight[:, None]
         return -normality.mean(dim=0)
