@@ -14,7 +14,9 @@ ScoreAsLogits model rather than a detector.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +30,7 @@ from robustad.config import parse_eps
 from robustad.data.arrays import as_tensor
 from robustad.errors import ConfigError, InputError
 
-__all__ = ["APGD", "ATTACKS", "Adaptive", "Attack", "PGD", "Square", "Transfer"]
+__all__ = ["APGD", "ATTACKS", "Adaptive", "Attack", "PGD", "Square", "Transfer", "load_attacks"]
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
@@ -143,7 +145,7 @@ class APGD(Attack, kind="apgd"):
     def __init__(self, detector, eps: Any = 8 / 255, steps: int = 100, restarts: int = 1, target: str = "both",
                  seed: int = 0, batch_size: int = 256):
         super().__init__(detector, eps, target, seed, batch_size)
-        _at_least_one(steps=steps, restarts=restarts)
+        require_at_least_one(steps=steps, restarts=restarts)
         self.steps, self.restarts = steps, restarts
 
     def settings(self):
@@ -164,7 +166,7 @@ class Square(Attack, kind="square"):
     def __init__(self, detector, eps: Any = 8 / 255, queries: int = 1000, restarts: int = 1, target: str = "both",
                  seed: int = 0, batch_size: int = 256):
         super().__init__(detector, eps, target, seed, batch_size)
-        _at_least_one(queries=queries, restarts=restarts)
+        require_at_least_one(queries=queries, restarts=restarts)
         self.queries, self.restarts = queries, restarts
 
     def settings(self):
@@ -193,7 +195,7 @@ class Adaptive(Attack, kind="adaptive"):
         self.steps, self.restarts, self.schedule, self.eot_samples = steps, restarts, schedule, eot_samples
         self.step_size = AttackConfig(steps=steps, restarts=restarts, schedule=schedule, step_size=step_size
                                       ).validate().step_size
-        _at_least_one(eot_samples=eot_samples)
+        require_at_least_one(eot_samples=eot_samples)
         self.result_: AdaptiveResult | None = None
 
     def settings(self):
@@ -214,7 +216,7 @@ class Transfer(Attack, kind="transfer"):
                  schedule: str = "cosine", step_size: Any = None, target: str = "both", seed: int = 0,
                  batch_size: int = 256):
         super().__init__(detector, eps, target, seed, batch_size)
-        _at_least_one(steps=steps, restarts=restarts)
+        require_at_least_one(steps=steps, restarts=restarts)
         self.surrogate, self.steps, self.restarts, self.schedule = surrogate, steps, restarts, schedule
         self.step_size = AttackConfig(steps=steps, restarts=restarts, schedule=schedule, step_size=step_size
                                       ).validate().step_size
@@ -228,7 +230,16 @@ class Transfer(Attack, kind="transfer"):
                             batch_size=self.batch_size)
 
 
-def _at_least_one(**values: int) -> None:
+def require_at_least_one(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def load_attacks() -> dict[str, type[Attack]]:
+    """Import every module of robustad.attacks (an Attack subclass registers itself when its module
+    loads), so a new attack is one new module; return the registry."""
+    package = importlib.import_module("robustad.attacks")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"robustad.attacks.{module.name}")
+    return ATTACKS

@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torchattacks
 
-from robustad.attacks.base import ScoreAsLogits, attack_gain, keep_worst
+from robustad.attacks.base import (ScoreAsLogits, attack_gain, batched_worst, keep_worst, logit_gain, model_device,
+                                   seeded_restarts)
 from robustad.attacks.pgd import perturb_targets
 
 
@@ -32,37 +33,6 @@ class _RankingSquare(torchattacks.Square):
         logit = self.get_logits(x)[:, 1]
         gain = attack_gain(logit, y)
         return torch.ones_like(gain), -gain
-
-
-def _device(model: ScoreAsLogits) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def _logit_gain(model: ScoreAsLogits, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return attack_gain(model(x)[:, 1], y)
-
-
-def _seeded_restarts(x: torch.Tensor, seed: int, restarts: int, single_run):
-    """Yield single_run() `restarts` times under a private, seeded copy of the global RNG."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for _ in range(restarts):
-            yield single_run().detach()
-
-
-def _batched(model, images, labels, batch_size, run):
-    """run(x, y) -> x_adv on device-sized batches; the clean image stays a candidate."""
-    device = _device(model)
-    out = images.clone()
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device)
-        y = labels[start : start + batch_size].to(device)
-        best_x, best_gain = x.clone(), _logit_gain(model, x, y)
-        for candidate in run(x, y):
-            keep_worst(best_x, best_gain, candidate, _logit_gain(model, candidate, y))
-        out[start : start + batch_size] = best_x.to(out.device, out.dtype)
-    return out
 
 
 def attack_apgd(
@@ -82,9 +52,9 @@ def attack_apgd(
                                loss="ce", verbose=False)
 
     def run(x, y):
-        return _seeded_restarts(x, seed, restarts, lambda: attack.perturb(x, y, best_loss=True)[1])
+        return seeded_restarts(x, seed, restarts, lambda: attack.perturb(x, y, best_loss=True)[1])
 
-    return perturb_targets(images, labels, target, lambda x, y: _batched(model, x, y, batch_size, run))
+    return perturb_targets(images, labels, target, lambda x, y: batched_worst(model, x, y, batch_size, run))
 
 
 def attack_square(
@@ -106,9 +76,9 @@ def attack_square(
 
     def run(x, y):
         attack.init_hyperparam(x)
-        return _seeded_restarts(x, seed, restarts, lambda: attack.attack_single_run(x, y)[1])
+        return seeded_restarts(x, seed, restarts, lambda: attack.attack_single_run(x, y)[1])
 
-    return perturb_targets(images, labels, target, lambda x, y: _batched(model, x, y, batch_size, run))
+    return perturb_targets(images, labels, target, lambda x, y: batched_worst(model, x, y, batch_size, run))
 
 
 def attack_autoattack(
@@ -134,11 +104,11 @@ def attack_autoattack(
 @torch.no_grad()
 def worst_of(model: ScoreAsLogits, images, labels, candidates: list[torch.Tensor]) -> torch.Tensor:
     """Per image, the candidate (or the clean image) with the highest gain on the model's score."""
-    device = _device(model)
+    device = model_device(model)
     y = labels.to(device)
     best_x = images.clone().to(device)
-    best_gain = _logit_gain(model, best_x, y)
+    best_gain = logit_gain(model, best_x, y)
     for c in candidates:
         c = c.to(device)
-        keep_worst(best_x, best_gain, c, _logit_gain(model, c, y))
+        keep_worst(best_x, best_gain, c, logit_gain(model, c, y))
     return best_x.to(images.device)

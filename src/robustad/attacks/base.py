@@ -76,6 +76,40 @@ def keep_worst(best_x: torch.Tensor, best_gain: torch.Tensor, x: torch.Tensor, g
     best_gain[better] = gain[better]
 
 
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def logit_gain(model: "ScoreAsLogits", x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """attack_gain on a ScoreAsLogits model's output (its second logit is the normalised score)."""
+    return attack_gain(model(x)[:, 1], y)
+
+
+def seeded_restarts(x: torch.Tensor, seed: int, restarts: int, single_run):
+    """Yield single_run() `restarts` times under a private, seeded copy of the global RNG (attack
+    libraries draw from it), so the caller's random stream is left as it was."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for _ in range(restarts):
+            yield single_run().detach()
+
+
+def batched_worst(model: "ScoreAsLogits", images: torch.Tensor, labels: torch.Tensor, batch_size: int, run) -> torch.Tensor:
+    """run(x, y) -> candidate images, on device-sized batches; per image the candidate with the
+    highest gain, the clean image included."""
+    device = model_device(model)
+    out = images.clone()
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].to(device)
+        y = labels[start : start + batch_size].to(device)
+        best_x, best_gain = x.clone(), logit_gain(model, x, y)
+        for candidate in run(x, y):
+            keep_worst(best_x, best_gain, candidate, logit_gain(model, candidate, y))
+        out[start : start + batch_size] = best_x.to(out.device, out.dtype)
+    return out
+
+
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Back into the L-inf ball of radius eps around x and into [0, 1]."""
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0.0, 1.0)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from robustad.attacks.attack import ATTACKS, Transfer
+from robustad.attacks.attack import Transfer, load_attacks
 from robustad.attacks.base import TARGETS, attack_gain, AttackConfig
 from robustad.config import format_eps, parse_eps
 from robustad.errors import ConfigError
@@ -30,7 +30,8 @@ from robustad.evaluation.report import suite_markdown, write_suite_report
 from robustad.evaluation.robustness import check_labels, RobustnessResult
 from robustad.evaluation.sanity import run_sanity
 
-KINDS = tuple(ATTACKS)  # every registered attack class (robustad.attacks.attack)
+ATTACKS = load_attacks()  # every attack class in robustad.attacks, by kind
+KINDS = tuple(ATTACKS)
 WORST = "worst-case"
 CLEAN = "clean"
 
@@ -39,7 +40,7 @@ CLEAN = "clean"
 class AttackSpec:
     """One attack of the suite. Fields that a kind does not use are ignored."""
 
-    kind: str  # a kind of robustad.attacks.attack.ATTACKS: pgd | apgd | square | adaptive | transfer
+    kind: str  # a kind of robustad.attacks.attack.ATTACKS: pgd | apgd | square | adaptive | transfer | spsa
     name: str | None = None  # label in tables; default built from the settings
     steps: int = 100  # pgd, apgd, adaptive, transfer (crafting on the surrogate)
     restarts: int = 1
@@ -133,6 +134,7 @@ def _presets() -> dict[str, SuiteConfig]:
             AttackSpec("adaptive", steps=200, restarts=2, variants=("lse:0.01", "lse:0.05", "similarity", "shift", "eot"),
                        eot_samples=16, schedule="cosine"),
             AttackSpec("transfer", steps=200, restarts=2, schedule="cosine"),
+            AttackSpec("spsa", steps=100),  # gradient-free: what gradient masking would hide from the others
         ),
     )
     # seconds-long, for tests and smoke runs
