@@ -36,6 +36,17 @@ def mvtec(root):
     return ["--category", "bottle"]
 
 
+def btad(root):
+    """Product 02's layout: bitmap images, PNG masks named by the image's stem."""
+    for i in range(10):
+        _png(root / "02/train/ok" / f"{i:04d}.bmp", 300 + i)
+    for i in range(3):
+        _png(root / "02/test/ok" / f"{i:04d}.bmp", 400 + i)
+        _png(root / "02/test/ko" / f"{i:04d}.bmp", 500 + i)
+        _mask(root / "02/ground_truth/ko" / f"{i:04d}.png")
+    return ["--category", "02"]
+
+
 def visa(root):
     rows = [["object", "split", "label", "image", "mask"]]
     for i in range(10):
@@ -176,6 +187,6 @@ def fashion_mnist(root):
 
 
 # the writers of every format read from the user's disk; built-in formats need none
-WRITERS = {"mvtec": mvtec, "visa": visa, "dagm": dagm, "isic": isic, "cityscapes": cityscapes, "folder": folder,
+WRITERS = {"mvtec": mvtec, "btad": btad, "visa": visa, "dagm": dagm, "isic": isic, "cityscapes": cityscapes, "folder": folder,
            "cifar10": cifar10, "cifar100": cifar100, "svhn": svhn, "imagenet30": imagenet30, "mnist": mnist,
            "fashion-mnist": fashion_mnist}
