@@ -12,16 +12,14 @@ from robustad.errors import (  # noqa: E402
     TrainingPaused,
 )
 
+from robustad.methods.catalog import DETECTOR_CLASSES  # noqa: E402  (light: names only, no torch)
+
+# every detector class by its class name, e.g. robustad.Cobra; each module is imported when first named
+_DETECTORS = {cls: module for module, cls in DETECTOR_CLASSES.values()}
+
 __all__ = [
     "__version__",
-    "Cobra",
-    "DeepSVDD",
-    "KNNDetector",
-    "PatchCobra",
-    "Ensemble",
-    "PixelKNN",
-    "PixelPatchKNN",
-    "ImageStats",
+    *_DETECTORS,
     "load_detector",
     "RobustADError",
     "DataError",
@@ -31,18 +29,6 @@ __all__ = [
     "InputError",
     "TrainingPaused",
 ]
-
-
-_DETECTORS = {
-    "Cobra": "robustad.methods.cobra.detector",
-    "DeepSVDD": "robustad.methods.deep_svdd.detector",
-    "KNNDetector": "robustad.methods.knn.detector",
-    "PatchCobra": "robustad.methods.cobra_patch.detector",
-    "Ensemble": "robustad.methods.ensemble.detector",
-    "PixelKNN": "robustad.methods.reference.detector",
-    "PixelPatchKNN": "robustad.methods.reference.detector",
-    "ImageStats": "robustad.methods.reference.detector",
-}
 
 
 def __getattr__(name):

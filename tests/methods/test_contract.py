@@ -29,6 +29,7 @@ TINY_BY_KIND = {
     "pixel-knn": {},
     "pixel-patch-knn": {"bank_size": 2000},
     "image-stats": {},
+    "pixel-pca": {},
 }
 SIDE = 16  # digits upsampled from 8 px: large enough for every trunk's strides
 

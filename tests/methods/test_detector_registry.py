@@ -24,7 +24,7 @@ def baselines(digits_split):
 
 def test_every_method_is_registered_under_its_own_name():
     assert set(DETECTORS) == {"cobra", "cobra-patch", "cobra-ensemble", "deep-svdd", "knn", "pixel-knn", "pixel-patch-knn",
-                                "image-stats"}
+                                "image-stats", "pixel-pca"}
     assert all(cls.name == name for name, cls in DETECTORS.items())
     assert detector_class("knn") is KNNDetector
     with pytest.raises(CheckpointError, match="known methods: cobra, cobra-patch, cobra-ensemble, deep-svdd, knn, pixel-knn"):

@@ -27,6 +27,7 @@ DETECTOR_CLASSES: dict[str, tuple[str, str]] = {
     "pixel-knn": ("robustad.methods.reference.detector", "PixelKNN"),
     "pixel-patch-knn": ("robustad.methods.reference.detector", "PixelPatchKNN"),
     "image-stats": ("robustad.methods.reference.detector", "ImageStats"),
+    "pixel-pca": ("robustad.methods.pca.detector", "PixelPCA"),
 }
 
 
@@ -57,6 +58,8 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in (
                "distances divided by its distance to its 3rd-nearest training patch (local density, as in LOF)",
                {"density_k": 3}),
     MethodSpec("image-stats", "image-stats", "reference: Mahalanobis distance of an image's mean and standard deviation"),
+    MethodSpec("pixel-pca", "pixel-pca", "reference: distance of an image's pixels from the training images' "
+               "principal subspace (PCA reconstruction error, 95% of the variance)"),
     MethodSpec("cobra-no-at", "cobra", "COBRA's loss without adversarial examples",
                {"adversarial.enabled": False}),
     MethodSpec("at-cl", "cobra", "ablation: adversarially trained L_CL only",
