@@ -670,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("attack suite and sanity checks")
     g.add_argument("--suite", choices=["cpu", "full", "quick"],
                    help="run the attack suite instead of one PGD attack: PGD with restarts, APGD, Square, "
-                        "attacks adapted to the score, transfer; worst case per image; plots. Budget: cpu and "
+                        "attacks adapted to the score, transfer (full adds the gradient-free SPSA); worst case per image; "
+                        "plots. Budget: cpu and "
                         "quick attack at --eps (default: the detector preset's evaluation.eps), full at 2, 4, 8 "
                         "and 16/255 unless --eps or --suite-eps is given. --steps, --restarts and --target do "
                         "not apply (the suite's attacks target both; full also each alone). "
