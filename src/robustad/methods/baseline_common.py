@@ -9,7 +9,7 @@ import torch
 
 from robustad.config import MAX_IMAGE_SIZE, CalibrationConfig, EvaluationConfig, check_upper_bound, parse_eps
 from robustad.data.arrays import to_image_tensor
-from robustad.errors import ConfigError
+from robustad.errors import ConfigError, DataError
 
 # --- config -----------------------------------------------------------------------------------------
 def check_score_config(s: CalibrationConfig, image_size: int | None) -> None:
@@ -54,3 +54,14 @@ def split_holdout(x: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Te
         return x, x[:0]
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     return x[perm[n_holdout:]], x[perm[:n_holdout]]
+
+
+def fit_images(detector, normal_images, holdout_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a detector's fit starts from: (all images, training part, held-out part), the images
+    resized to the detector's size; at least 2 training images; the detector's input shape recorded."""
+    x = load_normal_images(normal_images, detector.resize_to)
+    train_x, holdout_x = split_holdout(x, holdout_fraction, seed)
+    if train_x.shape[0] < 2:
+        raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
+    detector.in_channels_, detector.image_size_ = x.shape[1], tuple(x.shape[-2:])
+    return x, train_x, holdout_x

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustad.errors import DataError
 from robustad.methods.base import BaseDetector
-from robustad.methods.baseline_common import load_normal_images, split_holdout
+from robustad.methods.baseline_common import fit_images
 from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.pca.config import PCAConfig
 from robustad.provenance import images_digest
@@ -68,11 +67,8 @@ class PixelPCA(SavesScorer, BaseDetector):
     def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None) -> "PixelPCA":
         """Find the principal subspace of the normal images (an SVD, no training loop) and calibrate."""
         started = time.perf_counter()
-        x = load_normal_images(normal_images, self.resize_to)
-        train_x, holdout_x = split_holdout(x, self.config.score.holdout_fraction, self.config.seed + 1)
-        if train_x.shape[0] < 2:
-            raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
-        self.in_channels_, self.image_size_ = x.shape[1], tuple(x.shape[-2:])
+        x, train_x, holdout_x = fit_images(self, normal_images, self.config.score.holdout_fraction,
+                                           self.config.seed + 1)
         scorer = SubspaceResidual(self.config.downsample)
         z = scorer.embed(train_x).double()
         mean = z.mean(dim=0)

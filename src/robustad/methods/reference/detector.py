@@ -25,12 +25,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustad.errors import DataError, InputError
+from robustad.errors import InputError
 from robustad.methods.base import AnomalyMaps, BaseDetector
-from robustad.methods.baseline_common import (
-    load_normal_images,
-    split_holdout,
-)
+from robustad.methods.baseline_common import fit_images
 from robustad.methods.checkpoint import SavesScorer, calibrate, fit_record
 from robustad.methods.patch_bank import PatchBankScore, upsample_map
 from robustad.methods.reference.config import ReferenceConfig
@@ -132,11 +129,8 @@ class _ReferenceDetector(SavesScorer, BaseDetector):
     def fit(self, normal_images, run_dir: str | Path | None = None, progress: bool = True, log=None):
         """Remember the normal images (nothing is trained) and calibrate the threshold."""
         started = time.perf_counter()
-        x = load_normal_images(normal_images, self.resize_to)
-        train_x, holdout_x = split_holdout(x, self.config.score.holdout_fraction, self.config.seed + 1)
-        if train_x.shape[0] < 2:
-            raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
-        self.in_channels_, self.image_size_ = x.shape[1], tuple(x.shape[-2:])
+        x, train_x, holdout_x = fit_images(self, normal_images, self.config.score.holdout_fraction,
+                                           self.config.seed + 1)
         self.scorer = self._make_scorer(x.shape[1], (0, 0)).to(resolve_device(self.config.device)).eval()
         self._fill(train_x.to(self.device))
         calibrate(self, holdout_x, self.config.score.target_fpr)
