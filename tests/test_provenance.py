@@ -51,3 +51,21 @@ def test_a_record_that_is_not_one_is_refused_with_a_value_error():
     for bad in ([1, 2], {"config": [1]}, {"images": "x"}, {"world_size": "2"}, {"world_size": True}):
         with pytest.raises(ValueError):
             RunRecord.from_dict(bad)
+
+
+def test_a_field_added_since_a_checkpoint_was_written_compares_as_its_default():
+    images = torch.zeros(4, 1, 8, 8)
+    defaults = {"train": {"epochs": 1, "lr": 0.1}, "transforms": {"filter": {"enabled": False, "quantile": 0.01}}}
+    old = RunRecord.from_dict(_record().to_dict())  # written before transforms.filter existed
+    now = RunRecord.of_training("cobra", {"train": {"epochs": 3, "lr": 0.1}, "transforms": defaults["transforms"]},
+                                images, defaults=defaults)
+    assert old.changes(now, strict=True) == []
+    changed = json.loads(json.dumps(defaults["transforms"]))
+    changed["filter"]["enabled"] = True
+    asks_more = RunRecord.of_training("cobra", {"train": {"epochs": 3, "lr": 0.1}, "transforms": changed}, images,
+                                      defaults=defaults)
+    assert old.changes(asks_more, strict=True) == ["config.transforms.filter.enabled: False -> True"]
+    # without the defaults, the missing field is a difference, as before
+    assert old.changes(RunRecord.from_dict(now.to_dict()), strict=True) == [
+        "config.transforms: <absent> -> {'filter': {'enabled': False, 'quantile': 0.01}}"]
+    assert "config_defaults" not in now.to_dict()

@@ -59,16 +59,22 @@ class RunRecord:
     version: str | None = None
     format: int | None = None
     world_size: int = 1
+    # the config class's defaults (JSON form; never saved): a field that one record lacks (a record
+    # written before the field existed) compares as this default
+    config_defaults: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of_training(cls, method: str, config: dict, images: torch.Tensor, world_size: int = 1) -> RunRecord:
+    def of_training(cls, method: str, config: dict, images: torch.Tensor, world_size: int = 1,
+                    defaults: dict | None = None) -> RunRecord:
         """A training run: a checkpoint resumes only a run with the same record.
 
-        The score and evaluation sections are left out: they do not change training.
+        The score and evaluation sections are left out: they do not change training. `defaults`, the
+        config class's default config, lets a checkpoint written before a field was added resume when
+        the run asks for that field's default.
         """
         return cls(
             method=method, format=CHECKPOINT_FORMAT, version=robustad.__version__, world_size=world_size,
-            config=json_form({k: v for k, v in config.items() if k not in ("score", "evaluation")}),
+            config=_training_part(config), config_defaults=_training_part(defaults) if defaults else None,
             images={"count": int(images.shape[0]), "channels": int(images.shape[1]),
                     "size": [int(images.shape[-2]), int(images.shape[-1])], "digest": images_digest(images)},
         )
@@ -112,19 +118,27 @@ class RunRecord:
         for name, prefix in (("config", "config."), ("images", "images."), ("measurement", "suite.")):
             old, new = getattr(self, name), getattr(wanted, name)
             if old is not None and new is not None:
-                out += config_changes(old, new, prefix)
+                defaults = (self.config_defaults or wanted.config_defaults) if name == "config" else None
+                out += config_changes(old, new, prefix, defaults)
             elif strict and (old is not None or new is not None):
                 out.append(f"{name}: {'<absent>' if old is None else 'recorded'} -> {'<absent>' if new is None else 'recorded'}")
         return out
 
 
-def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted fields where two configs (as JSON dicts) differ, as "field: saved -> wanted"."""
+def _training_part(config: dict[str, Any]) -> dict[str, Any]:
+    return json_form({k: v for k, v in config.items() if k not in ("score", "evaluation")})
+
+
+def config_changes(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "",
+                   defaults: dict[str, Any] | None = None) -> list[str]:
+    """Dotted fields where two configs (as JSON dicts) differ, as "field: saved -> wanted". A field
+    that one side lacks takes its value in `defaults` where that has one."""
+    defaults = defaults if isinstance(defaults, dict) else {}
     changes = []
     for key in sorted(set(saved) | set(wanted), key=str):
-        old, new = saved.get(key, "<absent>"), wanted.get(key, "<absent>")
+        old, new = saved.get(key, defaults.get(key, "<absent>")), wanted.get(key, defaults.get(key, "<absent>"))
         if isinstance(old, dict) and isinstance(new, dict):
-            changes += config_changes(old, new, f"{prefix}{key}.")
+            changes += config_changes(old, new, f"{prefix}{key}.", defaults.get(key))
         elif old != new:
             changes.append(f"{prefix}{key}: {old} -> {new}")
     return changes

@@ -84,7 +84,7 @@ class PatchCobra(AnomalyMaps, SavesScorer, BaseDetector):
             scale = float(reference(probe).pow(2).sum(1).mean().clamp_min(1e-8))
         objective = PatchObjective(net, reference, SyntheticDefects(c.defects.shapes, c.defects.fills), c.loss,
                                    c.adversarial, c.defects.flips, scale)
-        identity = RunRecord.of_training(self.name, c.to_dict(), x)
+        identity = RunRecord.of_training(self.name, c.to_dict(), x, defaults=type(c)().to_dict())
         self.train_report_ = train(objective, train_x, c.train, device, checkpoint_dir=Path(run_dir) if run_dir else None,
                                    run=identity, progress=progress, log=log)
         net.eval().requires_grad_(False)

@@ -157,7 +157,7 @@ class DeepSVDD(SavesScorer, BaseDetector):
         self._build(x.shape[1], tuple(x.shape[-2:]), device)
         center = self._initial_center(train_x, device)
         self.scorer.center = center
-        identity = RunRecord.of_training(self.name, self.config.to_dict(), x)
+        identity = RunRecord.of_training(self.name, self.config.to_dict(), x, defaults=type(self.config)().to_dict())
         self.train_report_ = train(
             _SVDDObjective(self.net, center),
             train_x,
