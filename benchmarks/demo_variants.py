@@ -7,7 +7,8 @@
 
 Each variant is the cpu-small preset with the given overrides, trained on 3,000 images of the
 --digit (data and training seed --seed, default 0) and saved under --out (a saved variant is
-loaded, not retrained). `--channels 3` feeds the
+loaded, not retrained). Another data set: `--data surfaces --category stars --preset cpu-highres
+--max-train 500 --max-test 100 --eps 2` (the validation suite's sizes and budget). `--channels 3` feeds the
 grey digits as three equal channels, as the reference code does, so that attacks perturb each
 channel on its own. Evaluation: 200 test images (100 normal, 100 anomalous, seed 0), PGD-20 on
 the score itself (random start, step 2.5 * eps / 20, both targets) at each --eps.
@@ -24,6 +25,7 @@ import torch
 
 from robustad import Cobra
 from robustad.data.datasets import load_split
+from robustad.data.registry import dataset_info
 from robustad.evaluation.metrics import auroc
 from robustad.methods.adversarial import pgd_ascend_loss
 from robustad.methods.checkpoint import META_FILE
@@ -39,8 +41,18 @@ def main() -> None:
     parser.add_argument("--digit", type=int, default=3, help="the normal digit")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split and of training")
     parser.add_argument("--restarts", type=int, default=0, help="PGD restarts: the worst of 1 + N runs per image")
+    parser.add_argument("--data", default="mnist", help="data set (robustad data list)")
+    parser.add_argument("--category", help="normal class or category of --data (default: --digit)")
+    parser.add_argument("--preset", default="cpu-small")
+    parser.add_argument("--max-train", type=int, default=3000)
+    parser.add_argument("--max-test", type=int, default=200)
     args = parser.parse_args()
-    test = load_split("mnist", [args.digit], max_train=3000, max_test=200, seed=args.seed, channels=args.channels)
+    category = args.category or str(args.digit)
+    if dataset_info(args.data).kind == "anomaly":
+        which = {"category": category}
+    else:
+        which = {"normal_classes": [int(category)], **({"channels": args.channels} if args.data == "mnist" else {})}
+    test = load_split(args.data, max_train=args.max_train, max_test=args.max_test, seed=args.seed, **which)
     train = test.train
     x, y = test.test, test.test_labels
     direction = torch.where(y == 0, 1.0, -1.0)  # raise normal scores, lower anomaly scores
@@ -48,18 +60,22 @@ def main() -> None:
         name, _, spec = item.partition("=")
         overrides = [kv for kv in spec.split(",") if kv] + [f"train.seed={args.seed}"]
         # the default digit and seed keep the plain name, as earlier runs saved them
-        suffix = "" if (args.digit, args.seed) == (3, 0) else f"-digit{args.digit}-seed{args.seed}"
+        if args.data == "mnist":
+            suffix = "" if (args.digit, args.seed) == (3, 0) else f"-digit{args.digit}-seed{args.seed}"
+        else:
+            suffix = f"-{args.data}-{category}-seed{args.seed}"
         path = Path(args.out) / f"{name}{suffix}"
         started = time.perf_counter()
         if (path / META_FILE).is_file():
             det = Cobra.load(path)
         else:
-            det = Cobra.from_preset("cpu-small", overrides=overrides).fit(train, progress=False)
+            det = Cobra.from_preset(args.preset, overrides=overrides).fit(train, progress=False)
             det.save(path)
-        row = {"variant": name, "overrides": overrides, "fit_seconds": round(time.perf_counter() - started),
+        row = {"variant": name, "data": args.data, "category": category, "seed": args.seed, "overrides": overrides, "fit_seconds": round(time.perf_counter() - started),
                "train_seconds": round(det.fit_info_.get("train_seconds", float("nan"))),
                "train_images_per_second": round(det.fit_info_.get("train_images_per_second", float("nan")), 1),
                "guard": det.fit_info_.get("overfit_guard"),
+               "pseudo_filter": det.fit_info_.get("pseudo_filter"),
                # per epoch: the shift head's held-out accuracy under the training attack / under PGD
                "guard_train_attack": [h.get("guard_train_attack") for h in det.fit_info_.get("history", [])],
                "guard_pgd": [h.get("guard_pgd") for h in det.fit_info_.get("history", [])],

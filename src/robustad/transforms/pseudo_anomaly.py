@@ -12,6 +12,7 @@ attacks can backpropagate through them.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import kornia
@@ -34,6 +35,7 @@ __all__ = [
     "cutout",
     "cutpaste_scar",
     "elastic",
+    "redraw_rejected",
     "rotate90",
 ]
 
@@ -231,6 +233,36 @@ def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torc
     return x.clone()
 
 
+def redraw_rejected(
+    shift: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
+    x: torch.Tensor,
+    out: torch.Tensor,
+    accept: Callable[[torch.Tensor], torch.Tensor],
+    redraws: int,
+    generator: torch.Generator | None = None,
+    counts: Counter | None = None,
+) -> torch.Tensor:
+    """``out`` (= shift(x)) with each image that ``accept`` rejects replaced by a new draw of
+    shift on its source image, at most ``redraws`` times; every draw is judged, and the last one
+    is kept either way. ``counts`` adds up "candidates", "rejected_first" and "kept_rejected"."""
+    out = out.clone()
+    pending = torch.arange(x.shape[0], device=x.device)
+    for attempt in range(redraws + 1):
+        rejected = ~accept(out[pending]).to(device=x.device, dtype=torch.bool)
+        if counts is not None and attempt == 0:
+            counts["candidates"] += int(pending.numel())
+            counts["rejected_first"] += int(rejected.sum())
+        pending = pending[rejected]
+        if pending.numel() == 0:
+            break
+        if attempt == redraws:
+            if counts is not None:
+                counts["kept_rejected"] += int(pending.numel())
+            break
+        out[pending] = shift(x[pending], generator)
+    return out
+
+
 def _rotation(turns: int) -> Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]:
     def fn(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return rotate90(x, turns)
@@ -316,7 +348,12 @@ class PseudoAnomalySet:
         return self._shifts[k][1](x, generator)
 
     def expand(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        accept: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        redraws: int = 0,
+        counts: Counter | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All shifts of a batch, shift-major.
 
@@ -324,11 +361,23 @@ class PseudoAnomalySet:
         where rows k*B .. (k+1)*B-1 hold t_k(x), shift_ids is k there, and
         instance_ids is arange(B) repeated K times. Random shifts are drawn in
         order k = 1, 2, ... from the same generator.
+
+        With ``accept`` (images -> bool per image), the outputs of every random
+        shift that it rejects are drawn again, only those, up to ``redraws``
+        times; what is still rejected then is kept (``counts``: see
+        redraw_rejected). Deterministic shifts
+        (identity, rotations) are never redrawn: a redraw would give the same image.
         """
         check_images(x)
         b = x.shape[0]
         k = len(self._shifts)
-        images = torch.cat([fn(x, generator) for _, fn, _ in self._shifts], 0)
+        parts = []
+        for _, fn, deterministic in self._shifts:
+            out = fn(x, generator)
+            if accept is not None and not deterministic:
+                out = redraw_rejected(fn, x, out, accept, redraws, generator, counts)
+            parts.append(out)
+        images = torch.cat(parts, 0)
         shift_ids = torch.arange(k, device=x.device).repeat_interleave(b)
         instance_ids = torch.arange(b, device=x.device).repeat(k)
         return images, shift_ids, instance_ids

@@ -24,12 +24,42 @@ from robustad.errors import ConfigError
 from robustad.methods.adversarial import GUARD_ACTIONS
 from robustad.transforms.pseudo_anomaly import PseudoAnomalySet
 
-__all__ = ["AdversarialConfig", "CobraConfig", "LossConfig", "ModelConfig", "ScoreConfig", "TransformConfig"]
+MAX_FILTER_REDRAWS = 32  # each redraw is one more pretrained forward pass over the rejected candidates
+
+__all__ = ["AdversarialConfig", "CobraConfig", "FilterConfig", "LossConfig", "ModelConfig", "ScoreConfig", "TransformConfig"]
 
 
 @dataclass
 class ModelConfig(BackboneConfig):
     projection_dim: int = 128
+
+
+@dataclass
+class FilterConfig:
+    # The paper's pseudo-anomaly filter (off in the reference code): a random pseudo-anomaly whose
+    # pretrained features (EfficientNet-Lite0) lie within the `quantile` of the normal training
+    # images' Mahalanobis distances still looks normal and is drawn again, up to `redraws` times.
+    # The reference code's rule is quantile 0.01 with 4 redraws. size: side the candidates are
+    # resized to for the feature extractor (null = as they are).
+    enabled: bool = False
+    quantile: float = 0.01
+    redraws: int = 4
+    size: int | None = None
+
+    def check(self, shift_names: list[str]) -> None:
+        if not self.enabled:
+            return
+        if not (math.isfinite(self.quantile) and 0.0 < self.quantile < 1.0):
+            raise ConfigError(f"transforms.filter.quantile must be between 0 and 1, got {self.quantile}")
+        if not 0 <= self.redraws <= MAX_FILTER_REDRAWS:
+            raise ConfigError(f"transforms.filter.redraws must be from 0 to {MAX_FILTER_REDRAWS}, got {self.redraws}")
+        if self.size is not None and not 16 <= self.size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"transforms.filter.size must be from 16 to {MAX_IMAGE_SIZE} pixels, or null to keep "
+                              f"the images' size; got {self.size}")
+        if all(name == "identity" or name.startswith("rotate") for name in shift_names):
+            raise ConfigError("transforms.filter redraws random pseudo-anomalies, and rotations are fixed (a redraw "
+                              "gives the same image); add cutpaste, cutout, elastic or cut_permutation to "
+                              "transforms.pseudo_anomalies, or set transforms.filter.enabled=false")
 
 
 @dataclass
@@ -41,6 +71,7 @@ class TransformConfig:
     jitter_p: float = 0.8
     grayscale_p: float = 0.2
     flip: bool = False
+    filter: FilterConfig = field(default_factory=FilterConfig)
 
 
 @dataclass
@@ -145,6 +176,7 @@ class CobraConfig(ConfigMixin):
         if self.score.seed < 0:
             raise ConfigError(f"score.seed must be >= 0, got {self.score.seed}")
         self.score_shift_ids()
+        self.transforms.filter.check(PseudoAnomalySet(self.transforms.pseudo_anomalies).shift_names)
         if not (math.isfinite(self.loss.temperature) and self.loss.temperature > 0):
             raise ConfigError(f"loss.temperature must be a finite number > 0, got {self.loss.temperature}")
         if not (math.isfinite(self.loss.opposite_weight) and self.loss.opposite_weight >= 0):

@@ -18,6 +18,7 @@ from robustad.methods.cobra.config import CobraConfig
 from robustad.methods.cobra.loss import CONTRASTIVE_VARIANTS
 from robustad.methods.cobra.objective import CobraObjective
 from robustad.methods.cobra.score import ShiftScore
+from robustad.methods.pseudo_filter import PseudoAnomalyFilter
 from robustad.methods.training import TrainReport, train
 from robustad.models.heads import ShiftContrastiveNet
 from robustad.provenance import RunRecord
@@ -118,11 +119,14 @@ class Cobra(SavesScorer, BaseDetector):
             raise DataError(f"need at least 2 normal training images, got {train_x.shape[0]}")
         device = resolve_device(self.config.train.device)
         self._build(x.shape[1], tuple(x.shape[-2:]), device)
+        filter_cfg = self.config.transforms.filter
+        accept = self._pseudo_filter(train_x, device) if filter_cfg.enabled else None
         objective = CobraObjective(
-            self.net, self.pseudo_anomalies, self.views, self.config.loss, self.config.adversarial
+            self.net, self.pseudo_anomalies, self.views, self.config.loss, self.config.adversarial,
+            accept=accept, redraws=filter_cfg.redraws,
         )
         run_dir = Path(run_dir) if run_dir is not None else None
-        identity = RunRecord.of_training(self.name, self.config.to_dict(), x)
+        identity = RunRecord.of_training(self.name, self.config.to_dict(), x, defaults=type(self.config)().to_dict())
         self.train_report_ = train(
             objective,
             train_x,
@@ -138,10 +142,20 @@ class Cobra(SavesScorer, BaseDetector):
         self.net.eval()
         self.scorer.fit_bank(bank_x, self.config.score.batch_size)
         self._calibrate(holdout_x)
-        guard = {"overfit_guard": self.train_report_.guard} if self.train_report_.guard else {}
+        extra = {"overfit_guard": self.train_report_.guard} if self.train_report_.guard else {}
+        if accept is not None:  # tallies of this call's training steps (a resumed run counts its own part)
+            extra["pseudo_filter"] = accept.summary(objective.filter_counts)
         self.fit_info_ = fit_record(train_x, holdout_x, identity.images["digest"], started, self.train_report_,
-                                    num_bank=int(bank_x.shape[0]), **guard)
+                                    num_bank=int(bank_x.shape[0]), **extra)
         return self
+
+    def _pseudo_filter(self, train_x: torch.Tensor, device) -> PseudoAnomalyFilter:
+        """The pseudo-anomaly filter, its Gaussian fitted to two light views of every training image:
+        candidates are made from views, so a view's colour jitter alone must not count as anomalous."""
+        cfg = self.config.transforms.filter
+        generator = torch.Generator().manual_seed(self.config.train.seed + 3)
+        views = torch.cat([self.views(train_x, generator) for _ in range(2)])
+        return PseudoAnomalyFilter(cfg.quantile, cfg.size).to(device).fit(views)
 
     def _overfit_guard(self, objective: CobraObjective, images: torch.Tensor, device) -> OverfitGuard | None:
         """The catastrophic-overfitting guard on the first adversarial.guard_images held-out images

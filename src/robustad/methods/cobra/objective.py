@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -56,9 +58,14 @@ class CobraObjective:
         views: LightViews,
         loss: LossConfig,
         adversarial: AdversarialConfig,
+        accept: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        redraws: int = 0,
     ):
         self.net = net
         self.pseudo_anomalies = pseudo_anomalies
+        # the pseudo-anomaly filter (robustad.methods.pseudo_filter) and its tallies, when it is on
+        self.accept, self.redraws = accept, redraws
+        self.filter_counts: Counter = Counter()
         self.views = views
         self.loss_config = loss
         self.adv = adversarial
@@ -69,7 +76,9 @@ class CobraObjective:
     def clean_batch(self, x: torch.Tensor, generator: torch.Generator | None) -> TaggedBatch:
         parts = []
         for view in range(2):
-            shifted, shift_ids, instance_ids = self.pseudo_anomalies.expand(self.views(x, generator), generator)
+            shifted, shift_ids, instance_ids = self.pseudo_anomalies.expand(
+                self.views(x, generator), generator, self.accept, self.redraws, self.filter_counts
+            )
             parts.append(
                 TaggedBatch(
                     shifted,
