@@ -193,3 +193,20 @@ def test_score_shifts_by_name_survive_save_and_load(digits_split, tmp_path):
 def test_bad_score_shifts_are_refused_before_training(shifts, match):
     with pytest.raises(ConfigError, match=match):
         Cobra.from_preset("cpu-small", overrides={"score.shifts": shifts})
+
+
+def test_the_score_runs_a_folded_copy_in_eval_mode_and_follows_the_weights(digits_split):
+    det = Cobra.from_preset("cpu-small", overrides=TINY).fit(digits_split.train, progress=False)
+    scorer, x = det.scorer, digits_split.test[:12]
+    folded = scorer.network()
+    assert folded is not scorer.net and folded is scorer.network()  # built once, then reused
+    with torch.no_grad():
+        direct = scorer.net(x).projection
+        assert torch.allclose(folded(x).projection, direct, atol=1e-5)
+    before = det.score(x)
+    with torch.no_grad():  # a change of the trained weights (training, loading) makes a new copy
+        scorer.net.encoder.stem[1].running_mean.add_(0.5)
+    assert scorer.network() is not folded
+    assert not torch.allclose(det.score(x), before)
+    scorer.net.train()
+    assert scorer.network() is scorer.net  # training mode: batch statistics, nothing folded

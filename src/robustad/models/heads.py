@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -47,3 +48,11 @@ class ShiftContrastiveNet(nn.Module):
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         h = self.encoder(x)
         return EncoderOutput(h, self.projection(h), self.shift_head(h))
+
+    def folded(self) -> "ShiftContrastiveNet":
+        """A copy for inference, its encoder's BatchNorms folded (ResNet18.folded); the two heads
+        (no BatchNorm) are shared with this network, not copied."""
+        out = copy.copy(self)
+        out._modules = {**self._modules, "encoder": self.encoder.folded()}
+        out.training = False
+        return out

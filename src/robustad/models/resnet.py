@@ -6,9 +6,12 @@ so the backbone is written here; it follows the standard ResNet-18 layout (2-2-2
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 class BasicBlock(nn.Module):
@@ -28,6 +31,12 @@ class BasicBlock(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
+
+    def fold_batchnorm_(self) -> None:
+        """Fold each BatchNorm (eval statistics) into the convolution before it, in place."""
+        self.conv1, self.bn1 = fuse_conv_bn_eval(self.conv1, self.bn1), nn.Identity()
+        self.conv2, self.bn2 = fuse_conv_bn_eval(self.conv2, self.bn2), nn.Identity()
+        _fold_sequential_(self.shortcut)
 
 
 class ResNet18(nn.Module):
@@ -69,3 +78,20 @@ class ResNet18(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(self.stem(x))
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+
+    def folded(self) -> "ResNet18":
+        """An eval-mode copy with every BatchNorm folded into its convolution: the same outputs up to
+        float rounding in about 12 % less CPU time (BENCHMARKS.md). For inference and attacks on a
+        trained network; it does not train (there are no batch statistics left)."""
+        out = copy.deepcopy(self).eval()
+        _fold_sequential_(out.stem)
+        for block in out.modules():
+            if isinstance(block, BasicBlock):
+                block.fold_batchnorm_()
+        return out.requires_grad_(False)
+
+
+def _fold_sequential_(seq: nn.Sequential) -> None:
+    for i in range(len(seq) - 1):
+        if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+            seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
