@@ -11,6 +11,7 @@ shrunk (scikit-learn): a few hundred images are too few for a full 320-d covaria
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 from sklearn.covariance import LedoitWolf
@@ -47,22 +48,28 @@ class PseudoAnomalyFilter:
         return self
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, 320] float64 features of images in [0, 1], in chunks of batch_size."""
+    def features(self, x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """[N, 320] float64 features of images in [0, 1] (each chunk of batch_size first through
+        `transform`, when given: the whole set is never transformed at once)."""
         device = next(self.trunk.parameters()).device
         out = []
         for chunk in x.split(self.batch_size):
             chunk = chunk.to(device=device, dtype=torch.float32)
+            if transform is not None:
+                chunk = transform(chunk)
             if self.size is not None and tuple(chunk.shape[-2:]) != (self.size, self.size):
                 chunk = F.interpolate(chunk, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                       antialias=True)
             out.append(self.trunk(chunk)[-1].mean(dim=(2, 3)).double())
         return torch.cat(out)
 
-    def fit(self, normals: torch.Tensor) -> "PseudoAnomalyFilter":
+    def fit(self, normals: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            passes: int = 1) -> "PseudoAnomalyFilter":
+        """Fit the Gaussian to `passes` x N feature vectors: each pass takes every normal image
+        through `transform` (e.g. a random view) first, when given."""
         if normals.shape[0] < 2:
             raise DataError(f"the pseudo-anomaly filter needs at least 2 normal images, got {normals.shape[0]}")
-        feats = self.features(normals)
+        feats = torch.cat([self.features(normals, transform) for _ in range(passes)])
         shrunk = LedoitWolf().fit(feats.cpu().numpy())
         self.mean = torch.from_numpy(shrunk.location_).to(feats.device)
         self.precision = torch.from_numpy(shrunk.precision_).to(feats.device)

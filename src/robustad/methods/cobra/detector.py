@@ -154,8 +154,8 @@ class Cobra(SavesScorer, BaseDetector):
         candidates are made from views, so a view's colour jitter alone must not count as anomalous."""
         cfg = self.config.transforms.filter
         generator = torch.Generator().manual_seed(self.config.train.seed + 3)
-        views = torch.cat([self.views(train_x, generator) for _ in range(2)])
-        return PseudoAnomalyFilter(cfg.quantile, cfg.size).to(device).fit(views)
+        return PseudoAnomalyFilter(cfg.quantile, cfg.size).to(device).fit(
+            train_x, lambda batch: self.views(batch, generator), passes=2)
 
     def _overfit_guard(self, objective: CobraObjective, images: torch.Tensor, device) -> OverfitGuard | None:
         """The catastrophic-overfitting guard on the first adversarial.guard_images held-out images
